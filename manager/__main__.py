@@ -1,0 +1,3 @@
+from manager.cli import manager_main
+
+manager_main()

@@ -1,0 +1,129 @@
+"""Who is there: the manager's view of registered agents.  Pure; takes a clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from protocol import AgentDetail, WorkerInfo
+
+PENDING = "pending"  # registered on the DEALER, SUB not yet proven
+CONNECTED = "connected"  # both channels proven; counts for scheduling and callbacks
+DRAINING = "draining"  # said it is stopping: no new work, still finishing
+
+
+@dataclass(slots=True)
+class AgentRecord:
+    id: str
+    name: str
+    role: str
+    skill: int
+    capacity: int
+    kinds: frozenset[str]
+    state: str
+    last_seen: float
+    registered: float
+    running: dict[str, int] = field(default_factory=dict)  # task id -> attempt
+    completed: int = 0
+
+    @property
+    def detail(self) -> AgentDetail:
+        return AgentDetail(name=self.name, id=self.id, role=self.role)
+
+    @property
+    def free(self) -> int:
+        if self.state != CONNECTED:
+            return 0
+        return max(0, self.capacity - len(self.running))
+
+    def info(self) -> WorkerInfo:
+        return WorkerInfo(
+            id=self.id,
+            name=self.name,
+            role=self.role,
+            skill=self.skill,
+            capacity=self.capacity,
+            kinds=sorted(self.kinds),
+            running=len(self.running),
+            completed=self.completed,
+            state=self.state,
+            last_seen=self.last_seen,
+        )
+
+
+class Registry:
+    """Registered agents keyed by id, with heartbeat expiry.
+
+    An agent is lost when nothing arrived from it for ``interval * liveness``
+    seconds, whether it is pending or connected.
+    """
+
+    def __init__(self, clock: Callable[[], float], interval: float, liveness: int) -> None:
+        self._clock = clock
+        self.window = interval * liveness
+        self._agents: dict[str, AgentRecord] = {}
+
+    def __len__(self) -> int:
+        return len(self._agents)
+
+    def __iter__(self) -> Iterator[AgentRecord]:
+        return iter(list(self._agents.values()))
+
+    def __contains__(self, agent_id: object) -> bool:
+        return agent_id in self._agents
+
+    def get(self, agent_id: str) -> AgentRecord | None:
+        return self._agents.get(agent_id)
+
+    def add(
+        self,
+        agent_id: str,
+        *,
+        name: str,
+        role: str,
+        skill: int = 0,
+        capacity: int = 0,
+        kinds: frozenset[str] = frozenset(),
+    ) -> tuple[AgentRecord, AgentRecord | None]:
+        """Register (or re-register) an agent as pending; returns it and any record it replaced."""
+        now = self._clock()
+        old = self._agents.pop(agent_id, None)
+        rec = AgentRecord(
+            id=agent_id,
+            name=name,
+            role=role,
+            skill=skill,
+            capacity=capacity,
+            kinds=kinds,
+            state=PENDING,
+            last_seen=now,
+            registered=now,
+        )
+        self._agents[agent_id] = rec
+        return rec, old
+
+    def touch(self, agent_id: str) -> AgentRecord | None:
+        rec = self._agents.get(agent_id)
+        if rec is not None:
+            rec.last_seen = self._clock()
+        return rec
+
+    def set_state(self, agent_id: str, state: str) -> AgentRecord | None:
+        rec = self._agents.get(agent_id)
+        if rec is not None:
+            rec.state = state
+        return rec
+
+    def remove(self, agent_id: str) -> AgentRecord | None:
+        return self._agents.pop(agent_id, None)
+
+    def expired(self) -> list[AgentRecord]:
+        """Agents silent for longer than the liveness window (not removed)."""
+        limit = self._clock() - self.window
+        return [rec for rec in self._agents.values() if rec.last_seen < limit]
+
+    def pending(self) -> list[AgentRecord]:
+        return [rec for rec in self._agents.values() if rec.state == PENDING]
+
+    def connected(self) -> list[AgentRecord]:
+        return [rec for rec in self._agents.values() if rec.state != PENDING]

@@ -1,0 +1,239 @@
+"""The manager's task layer: submission, skill-based placement, results, status.
+
+Built on ``Admin``: it adds handlers for client and worker task messages and
+uses the membership hooks to place work when workers come and to re-queue it
+when they go.  All placement decisions come from the pure ``TaskBook`` and
+policy functions; this module only moves messages.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from itertools import islice
+from typing import Any
+
+from loguru import logger
+
+from manager.admin import Admin
+from manager.registry import CONNECTED, AgentRecord
+from manager.scheduler import POLICIES, Candidate
+from manager.taskbook import Outcome, TaskBook
+from protocol import (
+    Assign,
+    Job,
+    Register,
+    ResultAck,
+    ResultKey,
+    Results,
+    StatusReply,
+    StatusRequest,
+    Submit,
+    SubmitReply,
+    TaskResult,
+    TaskSpec,
+    TasksReply,
+    TasksRequest,
+)
+
+MAX_TASKS_REPLY = 1000
+
+
+class TaskManager(Admin):
+    """The manager process: an ``Admin`` that schedules tasks onto workers."""
+
+    def __init__(
+        self,
+        name: str = "manager",
+        *,
+        policy: str = "best-fit",
+        fallback: bool = False,
+        expect_workers: int = 0,
+        max_attempts: int = 3,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(name, **kwargs)
+        if policy not in POLICIES:
+            raise ValueError(f"unknown policy {policy!r}; choose from {', '.join(POLICIES)}")
+        self.policy_name = policy
+        self._policy = POLICIES[policy]
+        self.fallback = fallback
+        self.expect_workers = expect_workers
+        self._gate_open = expect_workers <= 0
+        self.book = TaskBook(max_attempts=max_attempts, deadline_grace=2 * self.registry.window)
+        self._handlers[Submit] = self._on_submit
+        self._handlers[Results] = self._on_results
+        self._handlers[StatusRequest] = self._on_status
+        self._handlers[TasksRequest] = self._on_tasks
+
+    # ------------------------------------------------------------------ clients
+
+    async def _on_submit(self, ident: bytes, msg: Submit) -> None:
+        accepted, known = [], []
+        for spec in msg.tasks:
+            if self.book.submit(spec):
+                accepted.append(spec.id)
+            else:
+                rec = self.book.get(spec.id)
+                assert rec is not None
+                known.append(rec.view())
+        self._accepted(msg.tasks, accepted)
+        await self.send(ident, SubmitReply(req=msg.req, accepted=accepted, known=known))
+        if accepted:
+            logger.info("accepted {} task(s), {} already known", len(accepted), len(known))
+            await self._schedule()
+
+    def _accepted(self, specs: list[TaskSpec], ids: list[str]) -> None:
+        """Hook: the tasks ``ids`` were added to the book (the journal persists them)."""
+
+    async def _on_status(self, ident: bytes, msg: StatusRequest) -> None:
+        workers = [rec.info() for rec in self.registry if rec.capacity > 0]
+        counts = dict(self.book.counts())
+        counts.update({k: v for k, v in self.counters.items() if not k.startswith("rx.")})
+        counts["gaps"] = self.gaps.missed
+        await self.send(
+            ident,
+            StatusReply(
+                req=msg.req,
+                manager_id=self.id,
+                epoch=self.epoch,
+                policy=self.policy_name,
+                workers=workers,
+                counts=counts,
+                uptime=self.clock() - self.started,
+            ),
+        )
+
+    async def _on_tasks(self, ident: bytes, msg: TasksRequest) -> None:
+        if msg.ids:
+            recs = [self.book.get(i) for i in msg.ids[:MAX_TASKS_REPLY]]
+            states = [r.view() for r in recs if r is not None]
+        else:
+            states = [r.view() for r in islice(self.book.records(), MAX_TASKS_REPLY)]
+        await self.send(ident, TasksReply(req=msg.req, tasks=states))
+
+    # ------------------------------------------------------------------ workers
+
+    async def _on_results(self, ident: bytes, msg: Results) -> None:
+        rec = self.registry.get(ident.decode("utf-8", "backslashreplace"))
+        if rec is None:
+            await self._unknown(ident)
+            return
+        recorded: list[TaskResult] = []
+        for result in msg.results:
+            outcome = self.book.record(result, rec.id)
+            if rec.running.get(result.task_id) == result.attempt:
+                del rec.running[result.task_id]
+            if outcome is Outcome.RECORDED:
+                rec.completed += 1
+                recorded.append(result)
+            else:
+                self.counters[f"results_{outcome.value}"] += 1
+                logger.info(
+                    "{} result for task {} attempt {} from {} ignored",
+                    outcome.value,
+                    result.task_id,
+                    result.attempt,
+                    rec.name,
+                )
+        self._recorded(recorded)
+        keys = [ResultKey(task_id=r.task_id, attempt=r.attempt) for r in msg.results]
+        await self.send(ident, ResultAck(keys=keys))
+        for result in recorded:
+            logger.info(
+                "task {} {} on {} (attempt {})",
+                result.task_id,
+                result.status,
+                result.worker,
+                result.attempt,
+            )
+        await self._schedule()
+
+    def _recorded(self, results: list[TaskResult]) -> None:
+        """Hook: these final results were recorded (the journal persists them)."""
+
+    async def _agent_registered(
+        self, rec: AgentRecord, old: AgentRecord | None, msg: Register
+    ) -> None:
+        if old is None:
+            return
+        holding = {(k.task_id, k.attempt) for k in msg.holding}
+        for task_id, attempt in list(old.running.items()):
+            if (task_id, attempt) in holding:
+                rec.running[task_id] = attempt
+                del old.running[task_id]
+
+    async def _agent_connected(self, rec: AgentRecord) -> None:
+        if not self._gate_open:
+            ready = [r for r in self.registry.connected() if r.capacity > 0]
+            logger.info("{}/{} workers connected", len(ready), self.expect_workers)
+            if len(ready) >= self.expect_workers:
+                self._gate_open = True
+                logger.info(
+                    "all {} expected workers connected after {:.2f}s; assigning",
+                    self.expect_workers,
+                    self.clock() - self.started,
+                )
+        await self._schedule()
+
+    async def _agent_lost(self, rec: AgentRecord, reason: str) -> None:
+        now = self.clock()
+        given_up = []
+        for task_id in list(rec.running):
+            result = self.book.release(task_id, now, f"{rec.name} {reason}")
+            if result is not None:
+                given_up.append(result)
+                logger.warning("task {} given up: {}", task_id, result.error)
+            else:
+                logger.info("task {} re-queued: {} {}", task_id, rec.name, reason)
+        rec.running.clear()
+        self._recorded(given_up)
+        await self._schedule()
+
+    async def _tick_tasks(self, now: float) -> None:
+        overdue = self.book.overdue(now)
+        for task in overdue:
+            worker = self.registry.get(task.worker_id)
+            if worker is not None:
+                worker.running.pop(task.spec.id, None)
+            result = self.book.give_up(task, "timeout", "no result by the deadline", now)
+            logger.warning("task {} timed out on the manager's deadline", task.spec.id)
+            self._recorded([result])
+        if overdue:
+            await self._schedule()
+
+    # ------------------------------------------------------------------ placement
+
+    async def _schedule(self) -> None:
+        if not self._gate_open or not self.book.queued:
+            return
+        workers = {
+            r.id: r for r in self.registry.connected() if r.capacity > 0 and r.state == CONNECTED
+        }
+        load = {wid: len(r.running) for wid, r in workers.items()}
+
+        def candidates() -> list[Candidate]:
+            return [
+                Candidate(
+                    id=wid, skill=r.skill, capacity=r.capacity, running=load[wid], kinds=r.kinds
+                )
+                for wid, r in workers.items()
+            ]
+
+        def pick(spec: TaskSpec, tried: set[str]) -> str | None:
+            wid = self._policy(spec, candidates(), tried, self.fallback)
+            if wid is not None:
+                load[wid] += 1
+            return wid
+
+        def room() -> bool:
+            return any(load[w] < r.capacity for w, r in workers.items())
+
+        placed = self.book.schedule(pick, room, self.clock())
+        batches: dict[str, list[Job]] = defaultdict(list)
+        for wid, job in placed:
+            workers[wid].running[job.task.id] = job.attempt
+            batches[wid].append(job)
+        for wid, jobs in batches.items():
+            logger.debug("assigning {} job(s) to {}", len(jobs), workers[wid].name)
+            if not await self.send(wid.encode(), Assign(epoch=self.epoch, jobs=jobs)):
+                await self._drop_record(workers[wid], "lost: unreachable")

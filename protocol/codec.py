@@ -1,0 +1,89 @@
+"""msgpack encoding of wire messages: the only module that imports msgpack.
+
+``encode`` turns a message dataclass into bytes; ``decode`` turns untrusted
+bytes into a message or raises ``ProtocolError`` — never anything else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import msgpack
+
+from protocol.constants import MAX_MESSAGE_BYTES
+from protocol.errors import ProtocolError
+from protocol.messages import MESSAGE_TYPES, Message
+from protocol.schema import Schema
+
+_BY_TYPE: dict[str, type[Message]] = {cls.TYPE: cls for cls in MESSAGE_TYPES}
+_SCHEMA = Schema(tagged=False)
+
+
+def plain(value: Any) -> Any:
+    """Turn nested dataclasses into maps of their fields, recursively."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return value
+
+
+def pack(value: Any) -> bytes:
+    """msgpack-encode plain values; anything that is not msgpack-native is an error."""
+    try:
+        return msgpack.packb(value, use_bin_type=True, datetime=False)  # type: ignore[no-any-return]
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ProtocolError(f"cannot encode: {exc}", "encode") from None
+
+
+def unpack(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> Any:
+    """msgpack-decode untrusted bytes with size limits; no ext types, str map keys only."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise ProtocolError(f"expected bytes, got {type(data).__name__}")
+    if len(data) > max_bytes:
+        raise ProtocolError(f"message of {len(data)} bytes exceeds {max_bytes}", "too_large")
+    try:
+        return msgpack.unpackb(
+            data,
+            raw=False,
+            strict_map_key=True,
+            use_list=True,
+            ext_hook=_refuse_ext,
+        )
+    except ProtocolError:
+        raise
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise ProtocolError(f"not valid msgpack: {type(exc).__name__}: {exc}") from None
+
+
+def _refuse_ext(code: int, data: bytes) -> Any:
+    raise ProtocolError(f"msgpack ext type {code} is not allowed")
+
+
+def encode(msg: Message) -> bytes:
+    """Encode one message as ``{"type": TYPE, **fields}``."""
+    body = plain(msg)
+    body["type"] = msg.TYPE
+    return pack(body)
+
+
+def decode(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> Message:
+    """Decode and validate one message; raises only ``ProtocolError``."""
+    body = unpack(data, max_bytes)
+    if type(body) is not dict:
+        raise ProtocolError(f"message must be a map, got {type(body).__name__}")
+    tag = body.pop("type", None)
+    if type(tag) is not str:
+        raise ProtocolError("message has no string 'type'")
+    cls = _BY_TYPE.get(tag)
+    if cls is None:
+        raise ProtocolError(f"unknown message type {tag[:40]!r}", "unknown_type")
+    return _SCHEMA.build(cls, body, tag)
+
+
+def build(cls: type[Any], mapping: Any) -> Any:
+    """Validate a plain mapping (for example a JSON task) as record ``cls``."""
+    return _SCHEMA.build(cls, mapping)

@@ -1,0 +1,21 @@
+"""Numbers both ends of the wire agree on."""
+
+from __future__ import annotations
+
+from typing import Final
+
+#: Bumped on any incompatible change to a message; exchanged in ``Register``/``Welcome``.
+PROTOCOL_VERSION: Final = 1
+
+#: Ceylon's default workspace name; a manager serves exactly one workspace.
+DEFAULT_WORKSPACE_ID: Final = "taskmesh"
+
+#: The manager's ROUTER port when none is given (Ceylon's admin default).
+DEFAULT_PORT: Final = 8888
+
+#: Largest encoded message a peer may send, enforced by the codec and ``zmq.MAXMSGSIZE``.
+MAX_MESSAGE_BYTES: Final = 1 << 20
+
+#: Heartbeat defaults: a peer is lost after ``LIVENESS`` silent intervals.
+HEARTBEAT_INTERVAL: Final = 1.0
+LIVENESS: Final = 3

@@ -1,0 +1,357 @@
+"""Every message on the wire, one frozen dataclass each.
+
+A message travels as one msgpack map: ``{"type": TYPE, **fields}``.  Nested
+records (``TaskSpec``, ``Job``, ``TaskResult`` ...) are plain maps of their
+fields.  See PROTOCOL.md for sockets, frames and the conversation rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskSpec:
+    """A unit of work as a client submits it."""
+
+    id: str
+    description: str = ""
+    difficulty: int = 1
+    kind: str = "simulate"
+    payload: Any = None
+    timeout: float | None = None
+    max_attempts: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            raise ValueError("task id must not be empty")
+        if not 1 <= self.difficulty <= 10:
+            raise ValueError(f"difficulty must be 1..10, got {self.difficulty}")
+        if not self.kind:
+            raise ValueError("task kind must not be empty")
+        if self.timeout is not None and self.timeout <= 0:
+            raise ValueError("timeout must be positive")
+        if self.max_attempts is not None and self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Job:
+    """One attempt at a task, as assigned to a worker."""
+
+    task: TaskSpec
+    attempt: int = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ErrorInfo:
+    """A failure travelling as data: exception type, message, bounded traceback."""
+
+    type: str
+    message: str
+    traceback: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskResult:
+    """The outcome of one attempt.  ``status`` is one of ``RESULT_STATUSES``."""
+
+    task_id: str
+    attempt: int
+    worker: str
+    worker_id: str
+    success: bool
+    status: str
+    output: Any = None
+    error: ErrorInfo | None = None
+    started: float = 0.0
+    finished: float = 0.0
+    skill: int = 0
+
+
+RESULT_STATUSES = frozenset(
+    {"succeeded", "failed", "error", "timeout", "cancelled", "worker_lost", "no_handler"}
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResultKey:
+    task_id: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentRef:
+    """An agent as others see it: Ceylon's ``AgentDetail`` on the wire."""
+
+    id: str
+    name: str
+    role: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerInfo:
+    """A worker as ``Status`` reports it."""
+
+    id: str
+    name: str
+    role: str
+    skill: int
+    capacity: int
+    kinds: list[str]
+    running: int
+    completed: int
+    state: str
+    last_seen: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskState:
+    """Where a task stands, as the manager reports it to clients."""
+
+    id: str
+    state: str
+    attempt: int
+    description: str = ""
+    difficulty: int = 0
+    worker: str = ""
+    result: TaskResult | None = None
+
+
+# --------------------------------------------------------------------------- messages
+
+
+class Message:
+    """Base of every wire message; ``TYPE`` is the value of the ``type`` key."""
+
+    __slots__ = ()
+    TYPE: ClassVar[str]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Register(Message):
+    """Agent → manager (DEALER): join, or re-join after a manager restart."""
+
+    TYPE: ClassVar[str] = "register"
+    version: int
+    agent_id: str
+    name: str
+    role: str = "worker"
+    workspace_id: str
+    skill: int = 0
+    capacity: int = 1
+    kinds: list[str] = field(default_factory=list)
+    epoch: str = ""
+    time: int = 0
+    holding: list[ResultKey] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Welcome(Message):
+    """Manager → agent: registration accepted; now prove the SUB receives."""
+
+    TYPE: ClassVar[str] = "welcome"
+    version: int
+    manager_id: str
+    manager_name: str
+    epoch: str
+    pub_endpoint: str
+    heartbeat_interval: float
+    liveness: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Probe(Message):
+    """Manager → one agent, on PUB: proves that agent's SUB receives."""
+
+    TYPE: ClassVar[str] = "probe"
+    agent_id: str
+    epoch: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ready(Message):
+    """Agent → manager: the probe arrived on SUB; the agent is connected."""
+
+    TYPE: ClassVar[str] = "ready"
+    epoch: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Heartbeat(Message):
+    """Either direction on ROUTER/DEALER.  Any message counts as proof of life."""
+
+    TYPE: ClassVar[str] = "heartbeat"
+    epoch: str
+    time: int
+    running: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Bye(Message):
+    """Either direction: the sender is leaving (graceful stop)."""
+
+    TYPE: ClassVar[str] = "bye"
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Joined(Message):
+    """Manager → all, on PUB: an agent became connected."""
+
+    TYPE: ClassVar[str] = "joined"
+    agent: AgentRef
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Left(Message):
+    """Manager → all, on PUB: an agent left or was declared lost."""
+
+    TYPE: ClassVar[str] = "left"
+    agent: AgentRef
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Roster(Message):
+    """Manager → one agent, right after it is connected: who else is connected."""
+
+    TYPE: ClassVar[str] = "roster"
+    agents: list[AgentRef]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Direct(Message):
+    """Application bytes for one agent; routed by the manager."""
+
+    TYPE: ClassVar[str] = "direct"
+    sender: str
+    target: str
+    seq: int
+    time: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Broadcast(Message):
+    """Application bytes for every connected agent but the sender."""
+
+    TYPE: ClassVar[str] = "broadcast"
+    sender: str
+    seq: int
+    time: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Assign(Message):
+    """Manager → worker: run these jobs (never more than the worker's free capacity)."""
+
+    TYPE: ClassVar[str] = "assign"
+    epoch: str
+    jobs: list[Job]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Results(Message):
+    """Worker → manager: final results of attempts; re-sent until acknowledged."""
+
+    TYPE: ClassVar[str] = "results"
+    results: list[TaskResult]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResultAck(Message):
+    """Manager → worker: these results are recorded (or were duplicates)."""
+
+    TYPE: ClassVar[str] = "result_ack"
+    keys: list[ResultKey]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Submit(Message):
+    """Client → manager: queue these tasks.  Idempotent by task id."""
+
+    TYPE: ClassVar[str] = "submit"
+    req: int
+    tasks: list[TaskSpec]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubmitReply(Message):
+    TYPE: ClassVar[str] = "submit_reply"
+    req: int
+    accepted: list[str]
+    known: list[TaskState]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatusRequest(Message):
+    TYPE: ClassVar[str] = "status"
+    req: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatusReply(Message):
+    TYPE: ClassVar[str] = "status_reply"
+    req: int
+    manager_id: str
+    epoch: str
+    policy: str
+    workers: list[WorkerInfo]
+    counts: dict[str, int]
+    uptime: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TasksRequest(Message):
+    """Client → manager: the states of these tasks (all when ``ids`` is empty)."""
+
+    TYPE: ClassVar[str] = "tasks"
+    req: int
+    ids: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TasksReply(Message):
+    TYPE: ClassVar[str] = "tasks_reply"
+    req: int
+    tasks: list[TaskState]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Error(Message):
+    """Any direction: the peer's last message was refused.  ``req`` echoes a request id."""
+
+    TYPE: ClassVar[str] = "error"
+    code: str
+    message: str
+    req: int = 0
+
+
+MESSAGE_TYPES: tuple[type[Message], ...] = (
+    Register,
+    Welcome,
+    Probe,
+    Ready,
+    Heartbeat,
+    Bye,
+    Joined,
+    Left,
+    Roster,
+    Direct,
+    Broadcast,
+    Assign,
+    Results,
+    ResultAck,
+    Submit,
+    SubmitReply,
+    StatusRequest,
+    StatusReply,
+    TasksRequest,
+    TasksReply,
+    Error,
+)

@@ -1,0 +1,36 @@
+"""Socket set-up shared by every process: one place for options and endpoints."""
+
+from __future__ import annotations
+
+import zmq
+import zmq.asyncio
+
+from protocol import MAX_MESSAGE_BYTES
+
+WILDCARDS = {"*", "0.0.0.0", "::", "[::]"}
+
+
+def tcp(host: str, port: int) -> str:
+    return f"tcp://{host}:{port}"
+
+
+def bind(sock: zmq.asyncio.Socket, host: str, port: int) -> str:
+    """Bind to ``host:port`` (port 0: a free port) and return the endpoint actually bound."""
+    addr = "*" if host in WILDCARDS else host
+    if port == 0:
+        port = sock.bind_to_random_port(f"tcp://{addr}")
+    else:
+        sock.bind(tcp(addr, port))
+    return tcp(host, port)
+
+
+def reachable(endpoint: str, via_host: str) -> str:
+    """The manager's advertised endpoint as a peer reaching it through ``via_host`` sees it."""
+    host, _, port = endpoint.removeprefix("tcp://").rpartition(":")
+    return tcp(via_host, int(port)) if host in WILDCARDS else endpoint
+
+
+def configure(sock: zmq.asyncio.Socket, max_bytes: int = MAX_MESSAGE_BYTES) -> None:
+    sock.setsockopt(zmq.LINGER, 0)
+    # Room for the frame header around the largest message the codec accepts.
+    sock.setsockopt(zmq.MAXMSGSIZE, max_bytes + 1024)
