@@ -12,6 +12,7 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import click
+import zmq
 
 from manager.client import Client, ManagerError, ManagerUnavailable
 from manager.config import ManagerConfig
@@ -135,7 +136,7 @@ def manager_command(
     )
     try:
         asyncio.run(serve(cfg))
-    except OSError as exc:  # zmq.ZMQError is an OSError: address in use, bad host
+    except zmq.ZMQError as exc:  # address in use, bad host
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from None
 
 

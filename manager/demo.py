@@ -103,6 +103,7 @@ async def _drive(
         "distinct_workers": len({s.result.worker for s in states if s.result}),
         "connect_seconds": connected_at - launched,
         "seconds": time.monotonic() - launched,
+        "processes": [{"name": p.name, "pid": p.pid} for p in procs],
     }
 
 

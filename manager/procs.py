@@ -32,7 +32,8 @@ class Proc:
         return self.popen.poll() is None
 
     def log(self, tail: int = 4000) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         text = self.log_path.read_text(errors="replace")
         return text[-tail:]
 
