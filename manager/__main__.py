@@ -1,3 +1,4 @@
 from manager.cli import manager_main
 
-manager_main()
+if __name__ == "__main__":  # not when multiprocessing's spawn imports it
+    manager_main()

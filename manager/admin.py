@@ -20,7 +20,7 @@ import zmq
 import zmq.asyncio
 from loguru import logger
 
-from manager.registry import CONNECTED, PENDING, AgentRecord, Registry
+from manager.registry import CONNECTED, DRAINING, PENDING, AgentRecord, Registry
 from protocol import (
     DEFAULT_PORT,
     DEFAULT_WORKSPACE_ID,
@@ -31,6 +31,7 @@ from protocol import (
     Broadcast,
     Bye,
     Direct,
+    Drain,
     Error,
     Heartbeat,
     Joined,
@@ -50,6 +51,9 @@ from worker.base import AgentBase, now_ns, ref_of, supervise
 from worker.sockets import bind, configure
 
 Handler = Callable[[bytes, Any], Awaitable[None]]
+
+#: Messages handled between two commits of the journal (group commit).
+RECV_BATCH = 256
 
 
 class Admin(AgentBase):
@@ -88,11 +92,13 @@ class Admin(AgentBase):
         self._pub: zmq.asyncio.Socket | None = None
         self._workers: list[Worker] = []
         self._last_beat = 0.0
+        self._outbox: list[tuple[bytes, Message]] = []
         self._handlers: dict[type[Message], Handler] = {
             Register: self._on_register,
             Ready: self._on_ready,
             Heartbeat: self._on_heartbeat,
             Bye: self._on_bye,
+            Drain: self._on_drain,
             Direct: self._on_direct,
             Broadcast: self._on_broadcast,
         }
@@ -162,6 +168,7 @@ class Admin(AgentBase):
         )
 
     async def close(self) -> None:
+        await self._flush()
         for rec in self.registry:
             await self.send(rec.id.encode(), Bye(reason="manager stopping"))
         self._close_sockets()
@@ -192,11 +199,33 @@ class Admin(AgentBase):
         if self._pub is not None:
             await self._pub.send(encode(msg))
 
+    def post(self, ident: bytes, msg: Message) -> None:
+        """Send after the next commit: for replies that promise durability (acks)."""
+        self._outbox.append((ident, msg))
+
+    async def _flush(self) -> None:
+        """Commit what the handled batch changed, then send what it earned."""
+        self._commit()
+        outbox, self._outbox = self._outbox, []
+        for ident, msg in outbox:
+            await self.send(ident, msg)
+
+    def _commit(self) -> None:
+        """Hook: make the state changes of the last batch durable."""
+
     async def _recv_loop(self) -> None:
-        assert self._router is not None
+        """Handle whatever is waiting (up to ``RECV_BATCH``), then commit once and reply."""
+        router = self._router
+        assert router is not None
         while True:
-            frames = await self._router.recv_multipart()
-            await self._handle_frames(frames)
+            await self._handle_frames(await router.recv_multipart())
+            for _ in range(RECV_BATCH - 1):
+                try:
+                    frames = await router.recv_multipart(flags=zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                await self._handle_frames(frames)
+            await self._flush()
 
     async def _handle_frames(self, frames: list[bytes]) -> None:
         """The one place where peer input can fail; nothing here stops the loop."""
@@ -306,6 +335,14 @@ class Admin(AgentBase):
         if rec is not None:
             await self._drop_record(rec, f"left ({msg.reason or 'bye'})")
 
+    async def _on_drain(self, ident: bytes, msg: Drain) -> None:
+        rec = self.registry.get(_text(ident))
+        if rec is None:
+            await self._unknown(ident)
+        elif rec.state == CONNECTED:
+            rec.state = DRAINING
+            logger.info("{} is draining: {} task(s) in flight", rec.name, len(rec.running))
+
     async def _unknown(self, ident: bytes) -> None:
         self.counters["unknown_peer"] += 1
         await self.send(ident, Error(code="unknown_peer", message="not registered: register first"))
@@ -374,6 +411,7 @@ class Admin(AgentBase):
                 if not await self.send(rec.id.encode(), beat):
                     await self._drop_record(rec, "lost: unreachable")
         await self._tick_tasks(now)
+        await self._flush()
 
     # ------------------------------------------------------------------ task-layer hooks
 

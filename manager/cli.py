@@ -91,6 +91,23 @@ main.add_command(worker_command)
     help="SQLite journal path (':memory:' for none).",
 )
 @click.option(
+    "--fsync/--no-fsync",
+    default=False,
+    show_default=True,
+    envvar="TASKMESH_FSYNC",
+    show_envvar=True,
+    help="fsync every journal commit (survives power loss, not just kills).",
+)
+@click.option(
+    "--max-queued",
+    type=click.IntRange(1),
+    default=1_000_000,
+    show_default=True,
+    envvar="TASKMESH_MAX_QUEUED",
+    show_envvar=True,
+    help="Refuse submissions ('busy') beyond this many queued tasks.",
+)
+@click.option(
     "--ready-file",
     type=click.Path(dir_okay=False),
     default=None,
@@ -107,6 +124,8 @@ def manager_command(
     expect_workers: int,
     max_attempts: int,
     db: str,
+    fsync: bool,
+    max_queued: int,
     ready_file: str | None,
     workspace: str,
     heartbeat_interval: float,
@@ -132,6 +151,8 @@ def manager_command(
         heartbeat_interval=heartbeat_interval,
         liveness=liveness,
         db=db,
+        fsync=fsync,
+        max_queued=max_queued,
         ready_file=ready_file,
     )
     try:

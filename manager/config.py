@@ -28,4 +28,6 @@ class ManagerConfig:
     liveness: int = LIVENESS
     max_message_bytes: int = MAX_MESSAGE_BYTES
     db: str = "taskmesh.db"
+    fsync: bool = False
+    max_queued: int = 1_000_000
     ready_file: str | None = None

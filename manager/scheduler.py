@@ -42,6 +42,8 @@ def _pick(
     key: Callable[[Candidate], tuple[float, ...]],
 ) -> str | None:
     free = _eligible(task, workers)
+    if not free:
+        return None
     capable = [w for w in free if w.skill >= task.difficulty]
     if not capable:
         if not fallback or any(

@@ -25,6 +25,9 @@ def build(cfg: ManagerConfig) -> TaskManager:
         fallback=cfg.unmatched == "strongest",
         expect_workers=cfg.expect_workers,
         max_attempts=cfg.max_attempts,
+        db=cfg.db,
+        fsync=cfg.fsync,
+        max_queued=cfg.max_queued,
         heartbeat_interval=cfg.heartbeat_interval,
         liveness=cfg.liveness,
         max_message_bytes=cfg.max_message_bytes,
@@ -35,7 +38,7 @@ async def serve(cfg: ManagerConfig, shutdown_trigger: asyncio.Event | None = Non
     """Serve until SIGTERM/SIGINT (or ``shutdown_trigger``); a second SIGINT exits at once."""
     mgr = build(cfg)
     mgr.open()
-    install_signal_handlers(mgr.stopping)
+    install_signal_handlers(mgr.request_stop)
     trigger = relay(shutdown_trigger, mgr.stopping)
     if cfg.ready_file:
         write_ready_file(

@@ -15,11 +15,13 @@ from typing import Any
 from loguru import logger
 
 from manager.admin import Admin
+from manager.journal import Journal
 from manager.registry import CONNECTED, AgentRecord
 from manager.scheduler import POLICIES, Candidate
-from manager.taskbook import Outcome, TaskBook
+from manager.taskbook import DONE, QUEUED, RUNNING, Outcome, TaskBook, TaskRecord
 from protocol import (
     Assign,
+    Error,
     Job,
     Register,
     ResultAck,
@@ -36,6 +38,8 @@ from protocol import (
 )
 
 MAX_TASKS_REPLY = 1000
+#: Queued tasks beyond which submissions are refused with ``busy`` (client backpressure).
+MAX_QUEUED = 1_000_000
 
 
 class TaskManager(Admin):
@@ -49,6 +53,9 @@ class TaskManager(Admin):
         fallback: bool = False,
         expect_workers: int = 0,
         max_attempts: int = 3,
+        db: str = ":memory:",
+        fsync: bool = False,
+        max_queued: int = MAX_QUEUED,
         **kwargs: Any,
     ) -> None:
         super().__init__(name, **kwargs)
@@ -64,26 +71,65 @@ class TaskManager(Admin):
         self._handlers[Results] = self._on_results
         self._handlers[StatusRequest] = self._on_status
         self._handlers[TasksRequest] = self._on_tasks
+        self.max_queued = max_queued
+        self.journal = Journal(db, fsync=fsync)
+        self._orphans: dict[str, tuple[str, int]] = {}
+        self._orphan_deadline = 0.0
+        self._recover()
+
+    def _recover(self) -> None:
+        """Rebuild the book from the journal: queued stay queued; running wait for their worker."""
+        counts: dict[str, int] = defaultdict(int)
+        for row in self.journal.rows():
+            rec = TaskRecord(spec=row.spec, state=row.state, attempt=row.attempt, result=row.result)
+            if row.state == RUNNING:
+                rec.worker_id = row.worker
+                rec.tried.add(row.worker)
+                self._orphans[row.spec.id] = (row.worker, row.attempt)
+            self.book.restore(rec)
+            counts[row.state] += 1
+        if counts:
+            # Workers notice the new instance within a liveness window and re-register.
+            self._orphan_deadline = self.clock() + 2 * self.registry.window + 1.0
+            logger.info(
+                "journal {}: resumed {} queued, {} running (awaiting their workers), {} done",
+                self.journal.path,
+                counts[QUEUED],
+                counts[RUNNING],
+                counts[DONE],
+            )
+
+    def _commit(self) -> None:
+        self.journal.commit()
+
+    async def close(self) -> None:
+        await super().close()
+        self.journal.close()
 
     # ------------------------------------------------------------------ clients
 
     async def _on_submit(self, ident: bytes, msg: Submit) -> None:
-        accepted, known = [], []
+        queued = self.book.queued
+        if queued + len(msg.tasks) > self.max_queued:
+            self.counters["submits_refused"] += 1
+            why = f"{queued} tasks queued (limit {self.max_queued}); retry later"
+            await self.send(ident, Error(code="busy", message=why, req=msg.req))
+            return
+        new: list[TaskSpec] = []
+        known = []
         for spec in msg.tasks:
             if self.book.submit(spec):
-                accepted.append(spec.id)
+                new.append(spec)
             else:
                 rec = self.book.get(spec.id)
                 assert rec is not None
                 known.append(rec.view())
-        self._accepted(msg.tasks, accepted)
-        await self.send(ident, SubmitReply(req=msg.req, accepted=accepted, known=known))
-        if accepted:
-            logger.info("accepted {} task(s), {} already known", len(accepted), len(known))
+        self.journal.add(new)
+        accepted = [s.id for s in new]
+        self.post(ident, SubmitReply(req=msg.req, accepted=accepted, known=known))
+        if new:
+            logger.info("accepted {} task(s), {} already known", len(new), len(known))
             await self._schedule()
-
-    def _accepted(self, specs: list[TaskSpec], ids: list[str]) -> None:
-        """Hook: the tasks ``ids`` were added to the book (the journal persists them)."""
 
     async def _on_status(self, ident: bytes, msg: StatusRequest) -> None:
         workers = [rec.info() for rec in self.registry if rec.capacity > 0]
@@ -137,7 +183,7 @@ class TaskManager(Admin):
                 )
         self._recorded(recorded)
         keys = [ResultKey(task_id=r.task_id, attempt=r.attempt) for r in msg.results]
-        await self.send(ident, ResultAck(keys=keys))
+        self.post(ident, ResultAck(keys=keys))
         for result in recorded:
             logger.info(
                 "task {} {} on {} (attempt {})",
@@ -149,18 +195,23 @@ class TaskManager(Admin):
         await self._schedule()
 
     def _recorded(self, results: list[TaskResult]) -> None:
-        """Hook: these final results were recorded (the journal persists them)."""
+        if results:
+            self.journal.finished(results)
 
     async def _agent_registered(
         self, rec: AgentRecord, old: AgentRecord | None, msg: Register
     ) -> None:
-        if old is None:
-            return
         holding = {(k.task_id, k.attempt) for k in msg.holding}
-        for task_id, attempt in list(old.running.items()):
-            if (task_id, attempt) in holding:
+        if old is not None:
+            for task_id, attempt in list(old.running.items()):
+                if (task_id, attempt) in holding:
+                    rec.running[task_id] = attempt
+                    del old.running[task_id]
+        for task_id, attempt in holding:
+            if self._orphans.get(task_id) == (rec.id, attempt):
+                del self._orphans[task_id]
                 rec.running[task_id] = attempt
-                del old.running[task_id]
+                logger.info("{} still holds task {} (attempt {})", rec.name, task_id, attempt)
 
     async def _agent_connected(self, rec: AgentRecord) -> None:
         if not self._gate_open:
@@ -177,19 +228,30 @@ class TaskManager(Admin):
 
     async def _agent_lost(self, rec: AgentRecord, reason: str) -> None:
         now = self.clock()
-        given_up = []
+        given_up: list[TaskResult] = []
         for task_id in list(rec.running):
-            result = self.book.release(task_id, now, f"{rec.name} {reason}")
-            if result is not None:
-                given_up.append(result)
-                logger.warning("task {} given up: {}", task_id, result.error)
-            else:
-                logger.info("task {} re-queued: {} {}", task_id, rec.name, reason)
+            self._release(task_id, now, f"{rec.name} {reason}", given_up)
         rec.running.clear()
         self._recorded(given_up)
         await self._schedule()
 
+    def _release(self, task_id: str, now: float, reason: str, given_up: list[TaskResult]) -> None:
+        result = self.book.release(task_id, now, reason)
+        if result is not None:
+            given_up.append(result)
+            logger.warning("task {} given up: {}", task_id, reason)
+        else:
+            self.journal.requeued(task_id)
+            logger.info("task {} re-queued: {}", task_id, reason)
+
     async def _tick_tasks(self, now: float) -> None:
+        if self._orphans and now > self._orphan_deadline:
+            given_up: list[TaskResult] = []
+            for task_id, (worker_id, _) in self._orphans.items():
+                self._release(task_id, now, f"{worker_id} did not return after a restart", given_up)
+            self._orphans.clear()
+            self._recorded(given_up)
+            await self._schedule()
         overdue = self.book.overdue(now)
         for task in overdue:
             worker = self.registry.get(task.worker_id)
@@ -233,7 +295,7 @@ class TaskManager(Admin):
         for wid, job in placed:
             workers[wid].running[job.task.id] = job.attempt
             batches[wid].append(job)
+        self.journal.assigned((job.task.id, job.attempt, wid) for wid, job in placed)
         for wid, jobs in batches.items():
             logger.debug("assigning {} job(s) to {}", len(jobs), workers[wid].name)
-            if not await self.send(wid.encode(), Assign(epoch=self.epoch, jobs=jobs)):
-                await self._drop_record(workers[wid], "lost: unreachable")
+            self.post(wid.encode(), Assign(epoch=self.epoch, jobs=jobs))

@@ -100,16 +100,19 @@ class TaskBook:
         """
         placed: list[tuple[str, Job]] = []
         held: deque[str] = deque()
-        while self._queue and room():
-            task_id = self._queue.popleft()
-            rec = self._tasks[task_id]
-            worker_id = pick(rec.spec, rec.tried)
-            if worker_id is None:
-                held.append(task_id)
-                continue
-            placed.append((worker_id, self._start(rec, worker_id, now)))
-        held.extend(self._queue)
-        self._queue = held
+        try:
+            while self._queue and room():
+                task_id = self._queue[0]
+                rec = self._tasks[task_id]
+                worker_id = pick(rec.spec, rec.tried)  # may raise: the task stays queued
+                self._queue.popleft()
+                if worker_id is None:
+                    held.append(task_id)
+                    continue
+                placed.append((worker_id, self._start(rec, worker_id, now)))
+        finally:
+            held.extend(self._queue)
+            self._queue = held
         return placed
 
     def _start(self, rec: TaskRecord, worker_id: str, now: float) -> Job:

@@ -27,7 +27,12 @@ def plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [plain(v) for v in value]
     if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
+        out = {}
+        for k, v in value.items():
+            if type(k) is not str:
+                raise ProtocolError(f"map key {k!r} is not a string", "encode")
+            out[k] = plain(v)
+        return out
     return value
 
 

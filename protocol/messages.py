@@ -7,6 +7,7 @@ fields.  See PROTOCOL.md for sockets, frames and the conversation rules.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -32,8 +33,8 @@ class TaskSpec:
             raise ValueError(f"difficulty must be 1..10, got {self.difficulty}")
         if not self.kind:
             raise ValueError("task kind must not be empty")
-        if self.timeout is not None and self.timeout <= 0:
-            raise ValueError("timeout must be positive")
+        if self.timeout is not None and not 0 < self.timeout < math.inf:
+            raise ValueError("timeout must be a positive number of seconds")
         if self.max_attempts is not None and self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
 
@@ -199,6 +200,14 @@ class Bye(Message):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Drain(Message):
+    """Worker → manager: stopping gracefully; assign nothing new, in-flight work goes on."""
+
+    TYPE: ClassVar[str] = "drain"
+    grace: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Joined(Message):
     """Manager → all, on PUB: an agent became connected."""
 
@@ -339,6 +348,7 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     Ready,
     Heartbeat,
     Bye,
+    Drain,
     Joined,
     Left,
     Roster,

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar, dataclass_transform, overload
 
 from protocol.codec import pack, unpack
 from protocol.constants import MAX_MESSAGE_BYTES
 from protocol.errors import ProtocolError
-from protocol.schema import TAG_KEY, Schema
+from protocol.schema import MAX_DEPTH, TAG_KEY, Schema, check_native
 
 T = TypeVar("T")
 
@@ -42,7 +42,7 @@ def register(cls: type[T], name: str | None = None) -> type[T]:
     other = _BY_TAG.get(tag)
     if other is not None and other is not cls:
         raise ValueError(f"payload tag {tag!r} is already registered for {other!r}")
-    _SCHEMA.checker(cls)  # fail now, not on the first message, for unsupported fields
+    _SCHEMA.compile(cls)  # fail now, not on the first message, for unsupported fields
     _BY_TAG[tag] = cls
     _TAG_OF[cls] = tag
     return cls
@@ -52,6 +52,7 @@ def register(cls: type[T], name: str | None = None) -> type[T]:
 def dataclass(cls: type[T], /) -> type[T]: ...
 @overload
 def dataclass(cls: None = None, /, **kwargs: Any) -> Callable[[type[T]], type[T]]: ...
+@dataclass_transform()
 def dataclass(cls: type[T] | None = None, /, **kwargs: Any) -> Any:
     """``dataclasses.dataclass`` that also registers the class for payloads.
 
@@ -65,7 +66,10 @@ def dataclass(cls: type[T] | None = None, /, **kwargs: Any) -> Any:
     return wrap if cls is None else wrap(cls)
 
 
-def _to_plain(value: Any) -> Any:
+def _to_plain(value: Any, depth: int = 0) -> Any:
+    if depth >= MAX_DEPTH:
+        raise ProtocolError(f"value nested deeper than {MAX_DEPTH} levels")
+    depth += 1
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         tag = _TAG_OF.get(type(value))
         if tag is None:
@@ -73,30 +77,36 @@ def _to_plain(value: Any) -> Any:
                 f"{type(value).__name__} is not registered; call protocol.register() on it",
                 "unregistered",
             )
-        out = {f.name: _to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        out = {f.name: _to_plain(getattr(value, f.name), depth) for f in dataclasses.fields(value)}
         out[TAG_KEY] = tag
         return out
     if isinstance(value, list | tuple):
-        return [_to_plain(v) for v in value]
+        return [_to_plain(v, depth) for v in value]
     if isinstance(value, dict):
         if TAG_KEY in value:
             raise ProtocolError(f"map key {TAG_KEY!r} is reserved for registered classes")
-        return {k: _to_plain(v) for k, v in value.items()}
-    return value
+        for key in value:
+            if type(key) is not str:
+                raise ProtocolError(f"map key {key!r} is not a string (msgpack maps need str keys)")
+        return {k: _to_plain(v, depth) for k, v in value.items()}
+    return check_native(value)
 
 
-def _from_plain(value: Any, path: str) -> Any:
+def _from_plain(value: Any, path: str, depth: int = 0) -> Any:
+    if depth >= MAX_DEPTH:
+        raise ProtocolError(f"{path}: nested deeper than {MAX_DEPTH} levels")
+    depth += 1
     if type(value) is list:
-        return [_from_plain(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [_from_plain(v, f"{path}[{i}]", depth) for i, v in enumerate(value)]
     if type(value) is not dict:
-        return value
-    tag = value.get(TAG_KEY)
-    if tag is None:
-        return {k: _from_plain(v, f"{path}.{k}") for k, v in value.items()}
+        return check_native(value, path or "value")  # scalars; msgpack's Timestamp is refused
+    if TAG_KEY not in value:
+        return {k: _from_plain(v, f"{path}.{k}", depth) for k, v in value.items()}
+    tag = value[TAG_KEY]
     cls = _BY_TAG.get(tag) if type(tag) is str else None
     if cls is None:
         raise ProtocolError(f"{path}: unregistered payload type {str(tag)[:40]!r}", "unregistered")
-    fields = {k: _from_plain(v, f"{path}.{k}") for k, v in value.items() if k != TAG_KEY}
+    fields = {k: _from_plain(v, f"{path}.{k}", depth) for k, v in value.items() if k != TAG_KEY}
     fields[TAG_KEY] = tag
     return _SCHEMA.build(cls, fields, path or cls.__name__)
 

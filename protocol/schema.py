@@ -52,7 +52,43 @@ def _check_none(value: Any, path: str) -> Any:
     return None
 
 
+MAX_DEPTH = 64
+_NATIVE = (str, bool, float, bytes, type(None))
+
+
+def check_native(value: Any, path: str = "value", depth: int = 0) -> Any:
+    """Accept only msgpack-native values: str-keyed maps, lists, scalars, 64-bit ints.
+
+    Used on both sides: decoding (msgpack turns ext -1 into ``Timestamp``
+    without asking) and encoding (a task's output must decode at the other end).
+    """
+    kind = type(value)
+    if kind in _NATIVE:
+        return value
+    if kind is int:
+        if not -(2**63) <= value < 2**64:
+            raise ProtocolError(f"{path}: integer out of 64-bit range")
+        return value
+    if depth >= MAX_DEPTH:
+        raise ProtocolError(f"{path}: nested deeper than {MAX_DEPTH} levels")
+    if kind is list or kind is tuple:
+        for i, item in enumerate(value):
+            check_native(item, f"{path}[{i}]", depth + 1)
+        return value
+    if kind is dict:
+        for k, item in value.items():
+            if type(k) is not str:
+                raise ProtocolError(f"{path}: map key {k!r} is not a string")
+            check_native(item, f"{path}.{k}", depth + 1)
+        return value
+    raise ProtocolError(f"{path}: {kind.__name__} is not a msgpack-native value")
+
+
 def _check_any(value: Any, path: str) -> Any:
+    return check_native(value, path)
+
+
+def _identity(value: Any, path: str) -> Any:
     return value
 
 
@@ -96,7 +132,7 @@ class Schema:
                 raise ProtocolError(f"{where}: missing field {name!r}")
         extra = len(mapping) - seen - (1 if self._tagged and TAG_KEY in mapping else 0)
         if extra:
-            known = {name for name, _, _ in spec} | {TAG_KEY}
+            known = {name for name, _, _ in spec} | ({TAG_KEY} if self._tagged else set())
             unknown = sorted(str(k) for k in mapping if k not in known)
             if unknown:
                 raise ProtocolError(f"{where}: unknown field(s) {', '.join(unknown)}")
@@ -104,6 +140,10 @@ class Schema:
             return cls(**kwargs)
         except (TypeError, ValueError) as exc:
             raise ProtocolError(f"{where}: {exc}") from None
+
+    def compile(self, cls: type) -> None:
+        """Build the checkers of ``cls`` now: ``TypeError`` for an unsupported field type."""
+        self._spec(cls)
 
     def _spec(self, cls: type) -> tuple[tuple[str, Checker, bool], ...]:
         spec = self._fields.get(cls)
@@ -123,6 +163,8 @@ class Schema:
 
     def checker(self, tp: Any) -> Checker:
         """Return a function ``(value, path) -> value`` that validates ``tp``."""
+        if tp is Any and self._tagged:
+            return _identity  # payload values were checked while their records were rebuilt
         if tp in _SCALARS:
             return _SCALARS[tp]
         origin = typing.get_origin(tp)

@@ -43,7 +43,7 @@ from protocol import (
     encode,
 )
 from worker.base import AgentBase, detail_of, now_ns, supervise
-from worker.sockets import configure, reachable, tcp
+from worker.sockets import check_port, configure, reachable, tcp
 
 Handler = Callable[[Any], Awaitable[None]]
 
@@ -79,6 +79,7 @@ class Worker(AgentBase):
         max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         super().__init__(name, role, workspace_id, agent_id)
+        check_port(admin_port)
         self.admin_peer = admin_peer
         self.admin_ip = admin_ip
         self.admin_port = admin_port
@@ -209,10 +210,10 @@ class Worker(AgentBase):
             assert dealer is not None
             try:
                 frames = await dealer.recv_multipart()
-            except zmq.ZMQError:
+            except (zmq.ZMQError, asyncio.CancelledError):
                 if dealer is self._dealer:
                     raise
-                continue  # the socket was replaced under us
+                continue  # the socket was replaced (closing it cancelled our receive)
             msg = self._decode(frames, "manager")
             if msg is None:
                 continue
@@ -234,10 +235,10 @@ class Worker(AgentBase):
                 continue
             try:
                 frames = await sub.recv_multipart()
-            except zmq.ZMQError:
+            except (zmq.ZMQError, asyncio.CancelledError):
                 if sub is self._sub:
                     raise
-                continue
+                continue  # replaced after a manager restart
             msg = self._decode(frames, "broadcast")
             if msg is not None:
                 try:

@@ -82,6 +82,10 @@ class AgentBase:
     async def run(self, inputs: bytes) -> None:
         """The agent's own work, started once it is up; the agent runs on when it returns."""
 
+    def request_stop(self) -> None:
+        """What a signal asks for: stop (subclasses may drain first)."""
+        self.stopping.set()
+
     async def stop(self) -> None:
         """Ask the agent to stop; its ``arun_*`` call returns once it has shut down."""
         self.stopping.set()

@@ -129,6 +129,14 @@ def heartbeat_options(fn: F) -> F:
     help="module[:attr] with a dict of kind -> function to register (repeatable).",
 )
 @click.option(
+    "--process-kind",
+    "process_kinds",
+    multiple=True,
+    envvar="TASKMESH_PROCESS_KINDS",
+    show_envvar=True,
+    help="Run tasks of this kind each in its own process (CPU-bound; killable). Repeatable.",
+)
+@click.option(
     "--id",
     "agent_id",
     default="",
@@ -153,6 +161,7 @@ def worker_command(
     capacity: int,
     time_scale: float,
     handler_specs: tuple[str, ...],
+    process_kinds: tuple[str, ...],
     agent_id: str,
     grace: float,
     workspace: str,
@@ -176,6 +185,7 @@ def worker_command(
         agent_id=agent_id,
         time_scale=time_scale,
         handlers=handler_specs,
+        process_kinds=process_kinds,
         heartbeat_interval=heartbeat_interval,
         liveness=liveness,
         grace=grace,

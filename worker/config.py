@@ -24,6 +24,7 @@ class WorkerConfig:
     agent_id: str = ""
     time_scale: float = 1.0
     handlers: tuple[str, ...] = field(default_factory=tuple)
+    process_kinds: tuple[str, ...] = field(default_factory=tuple)
     heartbeat_interval: float = HEARTBEAT_INTERVAL
     liveness: int = LIVENESS
     max_message_bytes: int = MAX_MESSAGE_BYTES

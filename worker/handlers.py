@@ -49,18 +49,35 @@ async def echo(task: TaskSpec, ctx: TaskContext) -> Any:
 
 
 class Handlers:
-    """The kinds a worker can run, advertised when it registers."""
+    """The kinds a worker can run, advertised when it registers.
+
+    Kinds registered with ``process=True`` run each task in a process of its
+    own (CPU-bound work; killable on timeout); the others run on the loop
+    (async functions) or in a thread (plain functions).
+    """
 
     def __init__(self, builtins: bool = True) -> None:
         self._fns: dict[str, HandlerFn] = {}
+        self.process_kinds: set[str] = set()
         if builtins:
             self.register("simulate", simulate)
             self.register("echo", echo)
 
-    def register(self, kind: str, fn: HandlerFn) -> None:
+    def register(self, kind: str, fn: HandlerFn, *, process: bool = False) -> None:
         if not kind:
             raise ValueError("a handler kind must not be empty")
         self._fns[kind] = fn
+        if process:
+            self.isolate(kind)
+
+    def isolate(self, kind: str) -> None:
+        """Run ``kind`` in a process per task from now on."""
+        fn = self._fns.get(kind)
+        if fn is None:
+            raise ValueError(f"no handler for kind {kind!r} to run in a process")
+        if inspect.iscoroutinefunction(fn):
+            raise ValueError(f"{kind!r} is async; only plain functions run in a process")
+        self.process_kinds.add(kind)
 
     def kinds(self) -> tuple[str, ...]:
         return tuple(sorted(self._fns))
@@ -81,10 +98,16 @@ class Handlers:
             if not callable(fn):
                 raise ValueError(f"{spec}: handler for {kind!r} is not callable")
             self.register(str(kind), fn)
+        for kind in getattr(module, "PROCESS_KINDS", ()):
+            self.isolate(str(kind))
 
+    async def call(self, kind: str, task: TaskSpec, ctx: TaskContext) -> Any:
+        """Run the handler of ``kind``: on the loop, in a thread, or in its own process."""
+        fn = self._fns[kind]
+        if kind in self.process_kinds:
+            from worker.isolation import run_in_process
 
-async def call(fn: HandlerFn, task: TaskSpec, ctx: TaskContext) -> Any:
-    """Run a handler: coroutine functions on the loop, plain functions in a thread."""
-    if inspect.iscoroutinefunction(fn):
-        return await fn(task, ctx)
-    return await asyncio.to_thread(fn, task, ctx)
+            return await run_in_process(fn, task, ctx)
+        if inspect.iscoroutinefunction(fn):
+            return await fn(task, ctx)
+        return await asyncio.to_thread(fn, task, ctx)

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 from loguru import logger
 
 from protocol import (
     Assign,
+    Bye,
+    Drain,
     ErrorInfo,
     Job,
     ResultAck,
@@ -18,8 +22,10 @@ from protocol import (
     Results,
     TaskResult,
 )
+from protocol.schema import check_native
 from worker.agent import Worker
-from worker.handlers import Handlers, TaskContext, TaskFailed, call
+from worker.handlers import Handlers, TaskContext, TaskFailed
+from worker.isolation import TaskError
 
 Key = tuple[str, int]
 
@@ -39,6 +45,7 @@ class TaskWorker(Worker):
         capacity: int = 1,
         handlers: Handlers | None = None,
         time_scale: float = 1.0,
+        grace: float = 30.0,
         **kwargs: Any,
     ) -> None:
         self.handlers = handlers or Handlers()
@@ -48,10 +55,14 @@ class TaskWorker(Worker):
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self.time_scale = time_scale
+        self.grace = grace
+        self.draining = False
+        self._drain_task: asyncio.Task[None] | None = None
         self._jobs: dict[Key, asyncio.Task[None]] = {}
         self._unacked: dict[Key, TaskResult] = {}
         self._outbox: list[TaskResult] = []
         self._wake = asyncio.Event()
+        self._changed = asyncio.Event()  # a job ended or an ack came: drain re-checks
         self._slots = asyncio.Semaphore(capacity)
         self.completed = 0
         self._handlers[Assign] = self._on_assign
@@ -82,6 +93,9 @@ class TaskWorker(Worker):
         if msg.epoch != self.epoch:
             logger.warning("{}: assignment from an old manager instance ignored", self.name)
             return
+        if self.draining:
+            logger.info("{}: draining, {} job(s) left for others", self.name, len(msg.jobs))
+            return
         for job in msg.jobs:
             key = (job.task.id, job.attempt)
             if key in self._jobs or key in self._unacked:
@@ -102,19 +116,25 @@ class TaskWorker(Worker):
         status, output, error = "succeeded", None, None
         try:
             async with self._slots:
-                fn = self.handlers.get(task.kind)
-                if fn is None:
+                if self.handlers.get(task.kind) is None:
                     status = "no_handler"
                     error = ErrorInfo(type="NoHandler", message=f"no handler for {task.kind!r}")
                 else:
                     async with asyncio.timeout(task.timeout):
-                        output = await call(fn, task, ctx)
+                        output = check_native(
+                            await self.handlers.call(task.kind, task, ctx), "output"
+                        )
         except TimeoutError:
             status, error = "timeout", ErrorInfo(type="Timeout", message=f"over {task.timeout}s")
         except asyncio.CancelledError:
-            status, error = "cancelled", ErrorInfo(type="Cancelled", message="worker stopping")
+            # Not a result: the manager re-queues what a departing worker held.
+            self._jobs.pop(key, None)
+            raise
         except TaskFailed as exc:
             status, error = "failed", ErrorInfo(type="TaskFailed", message=str(exc))
+        except TaskError as exc:
+            status = "error"
+            error = ErrorInfo(type=exc.type_name, message=str(exc), traceback=exc.traceback)
         except Exception as exc:
             status, error = "error", _error_info(exc)
         result = TaskResult(
@@ -136,6 +156,7 @@ class TaskWorker(Worker):
         self._unacked[key] = result
         self._outbox.append(result)
         self._wake.set()
+        self._changed.set()
 
     # ------------------------------------------------------------------ results
 
@@ -156,6 +177,42 @@ class TaskWorker(Worker):
     async def _on_ack(self, msg: ResultAck) -> None:
         for key in msg.keys:
             self._unacked.pop((key.task_id, key.attempt), None)
+        self._changed.set()
+
+    # ------------------------------------------------------------------ graceful stop
+
+    async def _until(self, done: Callable[[], bool], deadline: float) -> None:
+        """Wait for ``done()`` (re-checked when a job ends or an ack comes) or the deadline."""
+        loop = asyncio.get_running_loop()
+        while not done() and (left := deadline - loop.time()) > 0:
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(left, 0.5))
+
+    def request_stop(self) -> None:
+        """First call: drain (no new work, finish within ``grace``); second: stop now."""
+        if self._drain_task is None:
+            self._drain_task = asyncio.get_running_loop().create_task(self._drain())
+        else:
+            self.stopping.set()
+
+    async def _drain(self) -> None:
+        self.draining = True
+        self.send_nowait(Drain(grace=self.grace))
+        logger.info("{}: draining {} task(s), grace {:.1f}s", self.name, self.running, self.grace)
+        loop = asyncio.get_running_loop()
+        await self._until(lambda: not self._jobs, loop.time() + self.grace)
+        cancelled = sorted(f"{t}#{a}" for t, a in self._jobs)
+        for job in list(self._jobs.values()):
+            job.cancel()
+        if cancelled:
+            logger.warning("{}: cancelled unfinished task(s): {}", self.name, ", ".join(cancelled))
+        ack_deadline = loop.time() + min(self.grace, self.interval * self.liveness) + 0.5
+        await self._until(lambda: not self._unacked or not self.connected, ack_deadline)
+        if self._unacked:
+            logger.warning("{}: {} result(s) never acknowledged", self.name, len(self._unacked))
+        self.send_nowait(Bye(reason=f"stopped; cancelled {len(cancelled)}"))
+        self.stopping.set()
 
 
 def _error_info(exc: BaseException) -> ErrorInfo:

@@ -16,12 +16,15 @@ def build(cfg: WorkerConfig) -> TaskWorker:
     handlers = Handlers()
     for spec in cfg.handlers:
         handlers.load(spec)
+    for kind in cfg.process_kinds:
+        handlers.isolate(kind)
     return TaskWorker(
         cfg.name,
         skill=cfg.skill,
         capacity=cfg.capacity,
         handlers=handlers,
         time_scale=cfg.time_scale,
+        grace=cfg.grace,
         admin_ip=cfg.host,
         admin_port=cfg.port,
         workspace_id=cfg.workspace,
@@ -34,7 +37,7 @@ def build(cfg: WorkerConfig) -> TaskWorker:
 
 async def serve(cfg: WorkerConfig, shutdown_trigger: asyncio.Event | None = None) -> TaskWorker:
     worker = build(cfg)
-    install_signal_handlers(worker.stopping)
+    install_signal_handlers(worker.request_stop)
     trigger = relay(shutdown_trigger, worker.stopping)
     logger.info(
         "worker {} (skill {}, capacity {}, kinds {}) connecting to {}:{}",

@@ -5,20 +5,23 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections.abc import Callable
 
 from loguru import logger
 
 
-def install_signal_handlers(stopping: asyncio.Event) -> None:
-    """SIGTERM/SIGINT only set ``stopping``; a second SIGINT forces exit (code 130)."""
+def install_signal_handlers(request_stop: Callable[[], None]) -> None:
+    """SIGTERM/SIGINT call ``request_stop``; a second SIGINT forces exit (code 130)."""
     loop = asyncio.get_running_loop()
+    seen: set[signal.Signals] = set()
 
     def on_signal(sig: signal.Signals) -> None:
-        if sig == signal.SIGINT and stopping.is_set():
+        if sig == signal.SIGINT and signal.SIGINT in seen:
             logger.warning("second interrupt: exiting now")
             os._exit(130)
+        seen.add(sig)
         logger.info("{} received, stopping", sig.name)
-        stopping.set()
+        request_stop()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)

@@ -16,6 +16,7 @@ def tcp(host: str, port: int) -> str:
 
 def bind(sock: zmq.asyncio.Socket, host: str, port: int) -> str:
     """Bind to ``host:port`` (port 0: a free port) and return the endpoint actually bound."""
+    check_port(port)
     addr = "*" if host in WILDCARDS else host
     if port == 0:
         port = sock.bind_to_random_port(f"tcp://{addr}")
@@ -28,6 +29,12 @@ def reachable(endpoint: str, via_host: str) -> str:
     """The manager's advertised endpoint as a peer reaching it through ``via_host`` sees it."""
     host, _, port = endpoint.removeprefix("tcp://").rpartition(":")
     return tcp(via_host, int(port)) if host in WILDCARDS else endpoint
+
+
+def check_port(port: int) -> None:
+    """libzmq wraps out-of-range ports silently; refuse them instead."""
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} is outside 0-65535")
 
 
 def configure(sock: zmq.asyncio.Socket, max_bytes: int = MAX_MESSAGE_BYTES) -> None:

@@ -1,0 +1,62 @@
+"""Fake task functions for the reliability tests (``--handlers tests.helpers.handlers``)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from typing import Any
+
+from protocol import TaskSpec
+from worker.handlers import TaskContext
+
+
+async def sleep(task: TaskSpec, ctx: TaskContext) -> Any:
+    """Sleeps ``payload`` seconds, returns the payload."""
+    await asyncio.sleep(float(task.payload or 0))
+    return task.payload
+
+
+def crash(task: TaskSpec, ctx: TaskContext) -> None:
+    """Kills the worker process running it: the poison task."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def spin(task: TaskSpec, ctx: TaskContext) -> int:
+    """Pure-Python CPU work for ``payload`` seconds; returns the loop count."""
+    end = time.monotonic() + float(task.payload or 0)
+    count = 0
+    while time.monotonic() < end:
+        count += sum(range(1000)) > 0
+    return count
+
+
+async def hang(task: TaskSpec, ctx: TaskContext) -> None:
+    await asyncio.sleep(3600)
+
+
+def hang_sync(task: TaskSpec, ctx: TaskContext) -> None:
+    time.sleep(3600)
+
+
+def fail(task: TaskSpec, ctx: TaskContext) -> None:
+    raise ValueError(f"task {task.id} always fails")
+
+
+def whoami(task: TaskSpec, ctx: TaskContext) -> dict[str, Any]:
+    return {"pid": os.getpid(), "worker": ctx.worker}
+
+
+HANDLERS = {
+    "sleep": sleep,
+    "crash": crash,
+    "spin": spin,
+    "spin_proc": spin,
+    "hang": hang,
+    "hang_proc": hang_sync,
+    "fail": fail,
+    "whoami_proc": whoami,
+}
+
+PROCESS_KINDS = ("spin_proc", "hang_proc", "whoami_proc")

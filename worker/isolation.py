@@ -1,0 +1,114 @@
+"""Running a task function in a process of its own, so it can be killed.
+
+For CPU-bound kinds: the worker's event loop (and its heartbeats) never
+competes with the task for the GIL, and a timeout or a stop kills the task
+outright.  Only a function reference and msgpack bytes cross the pipe to the
+child; the child sends back msgpack.  The function must be importable by its
+module and qualified name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import importlib
+import multiprocessing
+import traceback
+from multiprocessing.connection import Connection
+from typing import Any
+
+from protocol import ProtocolError, TaskSpec, build
+from protocol.codec import pack, plain, unpack
+from worker.handlers import HandlerFn, TaskContext, TaskFailed
+
+_SPAWN = multiprocessing.get_context("spawn")
+TRACEBACK_LIMIT = 4000
+
+
+class TaskError(Exception):
+    """A task function failed in its process; carries the child's exception details."""
+
+    def __init__(self, type_name: str, message: str, tb: str = "") -> None:
+        super().__init__(message)
+        self.type_name = type_name
+        self.traceback = tb
+
+
+def reference(fn: HandlerFn) -> str:
+    ref = f"{fn.__module__}:{fn.__qualname__}"
+    if "<" in ref:
+        raise ValueError(f"{ref}: a process-isolated handler must be a module-level function")
+    return ref
+
+
+def _resolve(ref: str) -> Any:
+    module, _, name = ref.partition(":")
+    obj: Any = importlib.import_module(module)
+    for part in name.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _child(ref: str, task: bytes, ctx: bytes, conn: Connection) -> None:
+    try:
+        fn = _resolve(ref)
+        spec = build(TaskSpec, unpack(task))
+        out = fn(spec, TaskContext(**unpack(ctx)))
+        reply = {"ok": True, "output": out}
+        conn.send_bytes(pack(reply))
+    except TaskFailed as exc:
+        conn.send_bytes(pack({"ok": False, "type": "TaskFailed", "message": str(exc)}))
+    except BaseException as exc:
+        text = "".join(traceback.format_exception(exc))[-TRACEBACK_LIMIT:]
+        failure = {"ok": False, "type": type(exc).__name__, "message": str(exc), "tb": text}
+        conn.send_bytes(pack(failure))
+    finally:
+        conn.close()
+
+
+async def run_in_process(fn: HandlerFn, task: TaskSpec, ctx: TaskContext) -> Any:
+    """Run ``fn(task, ctx)`` in a fresh process; cancelling this call kills the process."""
+    ref = reference(fn)
+    reader, writer = _SPAWN.Pipe(duplex=False)
+    proc = _SPAWN.Process(
+        target=_child,
+        args=(ref, pack(plain(task)), pack(dataclasses.asdict(ctx)), writer),
+        daemon=True,
+        name=f"task-{task.id}",
+    )
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+    proc.start()
+    writer.close()
+
+    def readable() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(reader.fileno(), readable)
+    try:
+        await ready
+        try:
+            data = reader.recv_bytes()
+        except EOFError:
+            await asyncio.to_thread(proc.join, 5)
+            raise TaskError("ProcessDied", f"task process exited with {proc.exitcode}") from None
+    finally:
+        loop.remove_reader(reader.fileno())
+        if proc.is_alive():
+            proc.kill()
+        await asyncio.to_thread(proc.join, 5)
+        reader.close()
+    return _outcome(data)
+
+
+def _outcome(data: bytes) -> Any:
+    try:
+        reply = unpack(data)
+    except ProtocolError as exc:
+        raise TaskError("ProtocolError", f"task process sent garbage: {exc}") from None
+    if reply.get("ok"):
+        return reply.get("output")
+    if reply.get("type") == "TaskFailed":
+        raise TaskFailed(reply.get("message", ""))
+    raise TaskError(str(reply.get("type")), str(reply.get("message")), str(reply.get("tb", "")))
