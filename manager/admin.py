@@ -48,12 +48,14 @@ from protocol import (
 )
 from worker.agent import Worker
 from worker.base import AgentBase, now_ns, ref_of, supervise
-from worker.sockets import bind, configure
+from worker.sockets import bind, configure, send_frames
 
 Handler = Callable[[bytes, Any], Awaitable[None]]
 
 #: Messages handled between two commits of the journal (group commit).
 RECV_BATCH = 256
+#: Sends between two forced yields to the event loop.
+YIELD_EVERY = 256
 
 
 class Admin(AgentBase):
@@ -93,6 +95,9 @@ class Admin(AgentBase):
         self._workers: list[Worker] = []
         self._last_beat = 0.0
         self._outbox: list[tuple[bytes, Message]] = []
+        self._drained_at = clock()  # when the ROUTER was last read to the end
+        self._recv_idle = False
+        self._published = 0
         self._handlers: dict[type[Message], Handler] = {
             Register: self._on_register,
             Ready: self._on_ready,
@@ -189,15 +194,19 @@ class Admin(AgentBase):
         if self._router is None:
             return False
         try:
-            await self._router.send_multipart([ident, encode(msg)])
-        except zmq.ZMQError as exc:
-            logger.debug("cannot send {} to {}: {}", msg.TYPE, ident[:64], exc)
+            await send_frames(self._router, [ident, encode(msg)], self.registry.window)
+        except (zmq.ZMQError, TimeoutError) as exc:
+            self.counters["send_failures"] += 1
+            logger.debug("cannot send {} to {}: {!r}", msg.TYPE, ident[:64], exc)
             return False
         return True
 
     async def _publish(self, msg: Message) -> None:
         if self._pub is not None:
             await self._pub.send(encode(msg))
+            self._published += 1
+            if self._published % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # a publishing loop must not starve heartbeats
 
     def post(self, ident: bytes, msg: Message) -> None:
         """Send after the next commit: for replies that promise durability (acks)."""
@@ -218,14 +227,19 @@ class Admin(AgentBase):
         router = self._router
         assert router is not None
         while True:
-            await self._handle_frames(await router.recv_multipart())
+            self._recv_idle = True
+            frames = await router.recv_multipart()
+            self._recv_idle = False
+            await self._handle_frames(frames)
             for _ in range(RECV_BATCH - 1):
                 try:
                     frames = await router.recv_multipart(flags=zmq.NOBLOCK)
                 except zmq.Again:
+                    self._drained_at = self.clock()
                     break
                 await self._handle_frames(frames)
             await self._flush()
+            await asyncio.sleep(0)  # let the timers run between batches
 
     async def _handle_frames(self, frames: list[bytes]) -> None:
         """The one place where peer input can fail; nothing here stops the loop."""
@@ -400,7 +414,9 @@ class Admin(AgentBase):
 
     async def _tick(self) -> None:
         now = self.clock()
-        for rec in self.registry.expired():
+        if self._recv_idle:  # never peek at zmq.EVENTS: it stalls an asyncio socket
+            self._drained_at = now
+        for rec in self.registry.expired(self._drained_at):
             await self._drop_record(rec, f"lost: silent for {now - rec.last_seen:.1f}s")
         for rec in self.registry.pending():
             await self._publish(Probe(agent_id=rec.id, epoch=self.epoch))

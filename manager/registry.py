@@ -117,9 +117,14 @@ class Registry:
     def remove(self, agent_id: str) -> AgentRecord | None:
         return self._agents.pop(agent_id, None)
 
-    def expired(self) -> list[AgentRecord]:
-        """Agents silent for longer than the liveness window (not removed)."""
-        limit = self._clock() - self.window
+    def expired(self, heard_until: float | None = None) -> list[AgentRecord]:
+        """Agents silent for longer than the liveness window (not removed).
+
+        ``heard_until`` is when the socket was last read to the end: silence is
+        only counted up to then, so a manager busy with a backlog never takes
+        the heartbeats still waiting in it for silence.
+        """
+        limit = (self._clock() if heard_until is None else heard_until) - self.window
         return [rec for rec in self._agents.values() if rec.last_seen < limit]
 
     def pending(self) -> list[AgentRecord]:

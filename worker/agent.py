@@ -43,7 +43,7 @@ from protocol import (
     encode,
 )
 from worker.base import AgentBase, detail_of, now_ns, supervise
-from worker.sockets import check_port, configure, reachable, tcp
+from worker.sockets import check_port, configure, reachable, send_frames, tcp
 
 Handler = Callable[[Any], Awaitable[None]]
 
@@ -52,6 +52,8 @@ PROBING = "probing"  # welcomed; waiting for the probe on SUB
 CONNECTED = "connected"
 
 FATAL_ERRORS = {"version", "workspace", "identity"}
+#: Messages between two forced yields to the event loop.
+YIELD_EVERY = 256
 
 
 class WorkerRefused(RuntimeError):
@@ -100,6 +102,9 @@ class Worker(AgentBase):
         self._last_register = 0.0
         self._last_beat = 0.0
         self._refused: WorkerRefused | None = None
+        self._sent = 0
+        self._dealer_busy = False
+        self._received = 0
         self._connected = asyncio.Event()
         self._handlers: dict[type[Message], Handler] = {
             Welcome: self._on_welcome,
@@ -194,13 +199,19 @@ class Worker(AgentBase):
         fut = cast("asyncio.Future[Any]", self._dealer.send(encode(msg), zmq.NOBLOCK))
         if fut.done():
             return fut.exception() is None
-        fut.add_done_callback(_retrieve)
+        fut.add_done_callback(_retrieve)  # queued behind an earlier send
         return True
 
     async def _send_app(self, msg: Message) -> None:
         if self._dealer is None or self.state != CONNECTED:
             raise ConnectionError(f"{self.name} is not connected to a manager")
-        await self._dealer.send(encode(msg))
+        try:
+            await send_frames(self._dealer, [encode(msg)], self.interval * self.liveness)
+        except TimeoutError:
+            raise ConnectionError(f"{self.name}: the manager is not taking messages") from None
+        self._sent += 1
+        if self._sent % YIELD_EVERY == 0:
+            await asyncio.sleep(0)  # a sending loop must not starve heartbeats
 
     # ------------------------------------------------------------------ loops
 
@@ -208,12 +219,16 @@ class Worker(AgentBase):
         while True:
             dealer = self._dealer
             assert dealer is not None
+            # Never read zmq.EVENTS on an asyncio socket to peek: it eats the
+            # edge-triggered wake-up and stalls the socket.  Track busyness instead.
+            self._dealer_busy = False
             try:
                 frames = await dealer.recv_multipart()
             except (zmq.ZMQError, asyncio.CancelledError):
                 if dealer is self._dealer:
                     raise
                 continue  # the socket was replaced (closing it cancelled our receive)
+            self._dealer_busy = True
             msg = self._decode(frames, "manager")
             if msg is None:
                 continue
@@ -239,6 +254,9 @@ class Worker(AgentBase):
                 if sub is self._sub:
                     raise
                 continue  # replaced after a manager restart
+            self._received += 1
+            if self._received % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # a flood of broadcasts must not starve heartbeats
             msg = self._decode(frames, "broadcast")
             if msg is not None:
                 try:
@@ -262,6 +280,8 @@ class Worker(AgentBase):
             if self.state == OFFLINE:
                 if now - self._last_register >= min(self.interval, 0.25):
                     self._register(now)
+            elif self._dealer_busy:
+                self._heard = now  # still working through what arrived: proof of life too
             elif now - self._heard > self.interval * self.liveness:
                 logger.warning(
                     "{}: manager silent for {:.1f}s, reconnecting", self.name, now - self._heard
@@ -270,7 +290,10 @@ class Worker(AgentBase):
                 self._new_dealer()
             elif now - self._last_beat >= self.interval:
                 self._last_beat = now
-                self.send_nowait(Heartbeat(epoch=self.epoch, time=now_ns(), running=self.running))
+                sent = self.send_nowait(
+                    Heartbeat(epoch=self.epoch, time=now_ns(), running=self.running)
+                )
+                logger.trace("{}: heartbeat {}", self.name, "sent" if sent else "not sent")
             await asyncio.sleep(min(self.interval / 4, 0.1))
 
     async def _after_connect(self, coro: Any) -> None:

@@ -22,6 +22,8 @@ from protocol import DEFAULT_WORKSPACE_ID, AgentDetail, AgentRef, SequenceTracke
 Event = Callable[[], Awaitable[None]]
 
 EVENT_QUEUE_SIZE = 10_000
+#: Callbacks run between two forced yields to the event loop.
+YIELD_EVERY = 256
 
 
 def now_ns() -> int:
@@ -134,12 +136,16 @@ class AgentBase:
 
     async def _dispatch_loop(self) -> None:
         """Run callbacks one by one; a callback's exception is logged, never fatal."""
+        done = 0
         while True:
             event = await self.events.get()
             try:
                 await event()
             except Exception:
                 logger.exception("{}: callback raised", self.name)
+            done += 1
+            if done % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # a backlog of callbacks must not starve heartbeats
 
     async def _run_user(self, inputs: bytes) -> None:
         try:

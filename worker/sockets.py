@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any, cast
+
 import zmq
 import zmq.asyncio
 
@@ -29,6 +32,31 @@ def reachable(endpoint: str, via_host: str) -> str:
     """The manager's advertised endpoint as a peer reaching it through ``via_host`` sees it."""
     host, _, port = endpoint.removeprefix("tcp://").rpartition(":")
     return tcp(via_host, int(port)) if host in WILDCARDS else endpoint
+
+
+async def send_frames(sock: zmq.asyncio.Socket, frames: list[bytes], timeout: float) -> None:
+    """Send now if the socket can take it, else wait at most ``timeout`` seconds.
+
+    Raises ``TimeoutError`` (the peer is not taking messages: gone, or its
+    queue is full) or ``zmq.ZMQError`` (unroutable); never blocks forever.
+    """
+    fut = cast("asyncio.Future[Any]", sock.send_multipart(frames, flags=zmq.NOBLOCK))
+    if fut.done():
+        exc = fut.exception()
+        if exc is None:
+            return
+        if not isinstance(exc, zmq.Again):
+            raise exc
+    else:
+        fut.add_done_callback(_retrieve)
+        return  # queued by pyzmq behind earlier sends: it goes out in order
+    async with asyncio.timeout(timeout):
+        await sock.send_multipart(frames)
+
+
+def _retrieve(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
 
 
 def check_port(port: int) -> None:

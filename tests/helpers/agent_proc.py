@@ -5,7 +5,9 @@ test (running the admin) can see what reached whom:
 - any direct message ``b"ping"``: reply ``b"pong:<name>"``;
 - any broadcast from the admin: reply ``b"heard:<name>:<data>:<time>"``;
 - direct ``b"shout"``: broadcast ``b"shout-from:<name>"``;
-- a broadcast from another agent: tell the admin ``b"relay:<name>:<data>"``.
+- a broadcast from another agent: tell the admin ``b"relay:<name>:<data>"``;
+- broadcasts ``b"burst..."`` are only counted; the broadcast ``b"count?"`` (sent
+  after a burst, on the same channel) is answered ``b"count:<name>:<got>:<missed>"``.
 """
 
 from __future__ import annotations
@@ -19,10 +21,16 @@ from worker import Worker
 
 
 class Probe(Worker):
+    burst = 0
+
     async def on_message(self, agent_id: str, data: bytes, time: int) -> None:
         admin = self.manager_id
         name = self.name.encode()
-        if data == b"ping":
+        if data.startswith(b"burst"):
+            self.burst += 1
+        elif data == b"count?":
+            await self.send_direct(admin, b"count:%s:%d:%d" % (name, self.burst, self.gaps.missed))
+        elif data == b"ping":
             await self.send_direct(agent_id, b"pong:" + name)
         elif data == b"shout":
             await self.broadcast(b"shout-from:" + name)
