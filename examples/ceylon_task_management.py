@@ -16,9 +16,8 @@
 #    and passes it to the manager and the workers, so that tests can use a
 #    free port;
 #  - for ruff and mypy (strict): type annotations were added, ``List[Task]``
-#    became ``list[Task]``, ``zip`` got ``strict=False`` (its default), and
-#    the empty ``finally: pass`` after ``arun_admin`` was dropped; the
-#    dataclasses are type-checked as plain dataclasses (see the import).
+#    became ``list[Task]``, ``zip`` got ``strict=False`` (its default) and
+#    the empty ``finally: pass`` after ``arun_admin`` was dropped.
 #
 #  Ceylon's bug is kept on purpose: ``assign_tasks`` *broadcasts* every
 #  assignment, so each worker takes the first one it hears (task 1) and tasks
@@ -26,21 +25,13 @@
 
 import asyncio
 import os
-from typing import TYPE_CHECKING
 
 from loguru import logger
 
 import protocol
 from manager import Admin
-from protocol import DEFAULT_WORKSPACE_ID, AgentDetail
+from protocol import DEFAULT_WORKSPACE_ID, AgentDetail, dataclass
 from worker import Worker
-
-if TYPE_CHECKING:
-    # protocol.dataclass lacks @typing.dataclass_transform, so mypy would not see
-    # the fields; it is dataclasses.dataclass plus registration, so check with that.
-    from dataclasses import dataclass
-else:
-    from protocol import dataclass
 
 
 # Data Structures

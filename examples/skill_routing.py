@@ -23,21 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import TYPE_CHECKING
 
 from loguru import logger
 
 import protocol
 from manager import Admin
-from protocol import DEFAULT_WORKSPACE_ID, AgentDetail
+from protocol import DEFAULT_WORKSPACE_ID, AgentDetail, dataclass
 from worker import Worker
-
-if TYPE_CHECKING:
-    # protocol.dataclass lacks @typing.dataclass_transform, so mypy would not see
-    # the fields; it is dataclasses.dataclass plus registration, so check with that.
-    from dataclasses import dataclass
-else:
-    from protocol import dataclass
 
 TIME_SCALE = float(os.environ.get("TASKMESH_TIME_SCALE", "0.25"))
 
