@@ -1,9 +1,8 @@
 """The manager's agent layer: Ceylon's ``Admin`` on a ROUTER and a PUB socket.
 
-This module owns the manager's sockets.  It keeps membership (register →
+On the manager's ``Endpoint`` (its sockets), it keeps membership (register →
 probe on PUB → ready → connected; heartbeats; loss), routes direct messages
-and re-publishes broadcasts, and turns every bad frame into a warning, a
-count and, where the sender is routable, an ``Error`` reply.  The task layer
+and re-publishes broadcasts.  The task layer
 (``manager.service``) adds its message handlers and hooks on top.
 """
 
@@ -12,14 +11,11 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
-import zmq
-import zmq.asyncio
 from loguru import logger
 
+from manager.endpoint import Endpoint, peer_name
 from manager.registry import CONNECTED, DRAINING, PENDING, AgentRecord, Registry
 from protocol import (
     DEFAULT_PORT,
@@ -36,29 +32,17 @@ from protocol import (
     Heartbeat,
     Joined,
     Left,
-    Message,
     Probe,
-    ProtocolError,
     Ready,
     Register,
     Roster,
     Welcome,
-    decode,
-    encode,
 )
 from worker.agent import Worker
 from worker.base import AgentBase, now_ns, ref_of, supervise
-from worker.sockets import bind, configure, send_frames
-
-Handler = Callable[[bytes, Any], Awaitable[None]]
-
-#: Messages handled between two commits of the journal (group commit).
-RECV_BATCH = 256
-#: Sends between two forced yields to the event loop.
-YIELD_EVERY = 256
 
 
-class Admin(AgentBase):
+class Admin(Endpoint, AgentBase):
     """The manager agent.  ``await admin.arun_admin(inputs, workers)`` serves until ``stop()``."""
 
     def __init__(
@@ -75,30 +59,24 @@ class Admin(AgentBase):
         max_message_bytes: int = MAX_MESSAGE_BYTES,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(name, role, workspace_id)
-        self.host = host
-        self.port = port
-        self.pub_port = pub_port
+        AgentBase.__init__(self, name, role, workspace_id)
         self.interval = heartbeat_interval
         self.liveness = liveness
-        self.max_bytes = max_message_bytes
-        self.clock = clock
         self.registry = Registry(clock, heartbeat_interval, liveness)
+        Endpoint.__init__(
+            self,
+            host=host,
+            port=port,
+            pub_port=pub_port,
+            max_message_bytes=max_message_bytes,
+            send_timeout=self.registry.window,
+            clock=clock,
+        )
         self.epoch = uuid.uuid4().hex[:16]
-        self.endpoint = ""
-        self.pub_endpoint = ""
-        self.counters: Counter[str] = Counter()
         self.started = clock()
-        self._ctx: zmq.asyncio.Context | None = None
-        self._router: zmq.asyncio.Socket | None = None
-        self._pub: zmq.asyncio.Socket | None = None
         self._workers: list[Worker] = []
         self._last_beat = 0.0
-        self._outbox: list[tuple[bytes, Message]] = []
-        self._drained_at = clock()  # when the ROUTER was last read to the end
-        self._recv_idle = False
-        self._published = 0
-        self._handlers: dict[type[Message], Handler] = {
+        self._handlers = {
             Register: self._on_register,
             Ready: self._on_ready,
             Heartbeat: self._on_heartbeat,
@@ -148,21 +126,8 @@ class Admin(AgentBase):
     # ------------------------------------------------------------------ lifecycle
 
     def open(self) -> None:
-        """Create the context and bind both sockets (synchronous, so errors surface at once)."""
-        self._ctx = zmq.asyncio.Context()
-        self._router = self._ctx.socket(zmq.ROUTER)
-        configure(self._router, self.max_bytes)
-        self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        self._router.setsockopt(zmq.ROUTER_HANDOVER, 1)
-        self._pub = self._ctx.socket(zmq.PUB)
-        configure(self._pub, self.max_bytes)
-        self._pub.setsockopt(zmq.SNDHWM, 100_000)
-        try:
-            self.endpoint = bind(self._router, self.host, self.port)
-            self.pub_endpoint = bind(self._pub, self.host, self.pub_port)
-        except zmq.ZMQError:
-            self._close_sockets()
-            raise
+        """Bind both sockets (synchronous, so errors surface at once)."""
+        self.bind_sockets()
         self.started = self.clock()
         logger.info(
             "{} listening on {} (broadcasts on {}), epoch {}",
@@ -178,98 +143,8 @@ class Admin(AgentBase):
             await self.send(rec.id.encode(), Bye(reason="manager stopping"))
         self._close_sockets()
 
-    def _close_sockets(self) -> None:
-        if self._router is not None:
-            self._router.close(linger=200)  # let the goodbyes go out
-        if self._pub is not None:
-            self._pub.close(linger=0)
-        if self._ctx is not None:
-            self._ctx.term()
-        self._router = self._pub = self._ctx = None
-
-    # ------------------------------------------------------------------ wire
-
-    async def send(self, ident: bytes, msg: Message) -> bool:
-        """Send to one peer; ``False`` when ZeroMQ cannot route to it (it is gone)."""
-        if self._router is None:
-            return False
-        try:
-            await send_frames(self._router, [ident, encode(msg)], self.registry.window)
-        except (zmq.ZMQError, TimeoutError) as exc:
-            self.counters["send_failures"] += 1
-            logger.debug("cannot send {} to {}: {!r}", msg.TYPE, ident[:64], exc)
-            return False
-        return True
-
-    async def _publish(self, msg: Message) -> None:
-        if self._pub is not None:
-            await self._pub.send(encode(msg))
-            self._published += 1
-            if self._published % YIELD_EVERY == 0:
-                await asyncio.sleep(0)  # a publishing loop must not starve heartbeats
-
-    def post(self, ident: bytes, msg: Message) -> None:
-        """Send after the next commit: for replies that promise durability (acks)."""
-        self._outbox.append((ident, msg))
-
-    async def _flush(self) -> None:
-        """Commit what the handled batch changed, then send what it earned."""
-        self._commit()
-        outbox, self._outbox = self._outbox, []
-        for ident, msg in outbox:
-            await self.send(ident, msg)
-
-    def _commit(self) -> None:
-        """Hook: make the state changes of the last batch durable."""
-
-    async def _recv_loop(self) -> None:
-        """Handle whatever is waiting (up to ``RECV_BATCH``), then commit once and reply."""
-        router = self._router
-        assert router is not None
-        while True:
-            self._recv_idle = True
-            frames = await router.recv_multipart()
-            self._recv_idle = False
-            await self._handle_frames(frames)
-            for _ in range(RECV_BATCH - 1):
-                try:
-                    frames = await router.recv_multipart(flags=zmq.NOBLOCK)
-                except zmq.Again:
-                    self._drained_at = self.clock()
-                    break
-                await self._handle_frames(frames)
-            await self._flush()
-            await asyncio.sleep(0)  # let the timers run between batches
-
-    async def _handle_frames(self, frames: list[bytes]) -> None:
-        """The one place where peer input can fail; nothing here stops the loop."""
-        ident = frames[0]
-        if len(frames) != 2:
-            self._bad(ident, f"expected 1 body frame, got {len(frames) - 1}", b"")
-            return
-        body = frames[1]
-        try:
-            msg = decode(body, self.max_bytes)
-        except ProtocolError as exc:
-            self._bad(ident, str(exc), body)
-            await self.send(ident, Error(code=exc.code, message=str(exc)))
-            return
-        self.registry.touch(_text(ident))
-        handler = self._handlers.get(type(msg))
-        if handler is None:
-            self._bad(ident, f"unexpected {msg.TYPE} message", body)
-            await self.send(ident, Error(code="unexpected", message=f"{msg.TYPE} is not for me"))
-            return
-        self.counters[f"rx.{msg.TYPE}"] += 1
-        try:
-            await handler(ident, msg)
-        except Exception:
-            self.counters["handler_errors"] += 1
-            logger.exception("handler for {} from {} failed", msg.TYPE, _text(ident))
-
-    def _bad(self, ident: bytes, why: str, body: bytes) -> None:
-        self.counters["bad_messages"] += 1
-        logger.warning("bad message from {}: {} (first bytes {!r})", _text(ident), why, body[:32])
+    def _heard_from(self, ident: bytes) -> None:
+        self.registry.touch(peer_name(ident))
 
     # ------------------------------------------------------------------ membership
 
@@ -317,14 +192,14 @@ class Admin(AgentBase):
                 message=f"workspace {msg.workspace_id!r} is not served here "
                 f"(this manager serves {self.workspace_id!r})",
             )
-        if msg.agent_id != _text(ident) or not msg.agent_id or msg.agent_id == self.id:
+        if msg.agent_id != peer_name(ident) or not msg.agent_id or msg.agent_id == self.id:
             return Error(code="identity", message="agent_id must equal the socket identity")
         if msg.capacity < 0 or msg.skill < 0:
             return Error(code="bad_message", message="skill and capacity must not be negative")
         return None
 
     async def _on_ready(self, ident: bytes, msg: Ready) -> None:
-        rec = self.registry.get(_text(ident))
+        rec = self.registry.get(peer_name(ident))
         if rec is None or msg.epoch != self.epoch:
             await self._unknown(ident)
             return
@@ -341,16 +216,16 @@ class Admin(AgentBase):
         await self._agent_connected(rec)
 
     async def _on_heartbeat(self, ident: bytes, msg: Heartbeat) -> None:
-        if _text(ident) not in self.registry:
+        if peer_name(ident) not in self.registry:
             await self._unknown(ident)
 
     async def _on_bye(self, ident: bytes, msg: Bye) -> None:
-        rec = self.registry.get(_text(ident))
+        rec = self.registry.get(peer_name(ident))
         if rec is not None:
             await self._drop_record(rec, f"left ({msg.reason or 'bye'})")
 
     async def _on_drain(self, ident: bytes, msg: Drain) -> None:
-        rec = self.registry.get(_text(ident))
+        rec = self.registry.get(peer_name(ident))
         if rec is None:
             await self._unknown(ident)
         elif rec.state == CONNECTED:
@@ -394,7 +269,7 @@ class Admin(AgentBase):
         await self._deliver(msg.sender, msg.data, msg.time, msg.seq)
 
     async def _is_member(self, ident: bytes, sender: str) -> bool:
-        rec = self.registry.get(_text(ident))
+        rec = self.registry.get(peer_name(ident))
         if rec is None or rec.state == PENDING:
             await self._unknown(ident)
             return False
@@ -414,9 +289,7 @@ class Admin(AgentBase):
 
     async def _tick(self) -> None:
         now = self.clock()
-        if self._recv_idle:  # never peek at zmq.EVENTS: it stalls an asyncio socket
-            self._drained_at = now
-        for rec in self.registry.expired(self._drained_at):
+        for rec in self.registry.expired(self.heard_until()):
             await self._drop_record(rec, f"lost: silent for {now - rec.last_seen:.1f}s")
         for rec in self.registry.pending():
             await self._publish(Probe(agent_id=rec.id, epoch=self.epoch))
@@ -444,7 +317,3 @@ class Admin(AgentBase):
 
     async def _tick_tasks(self, now: float) -> None:
         """Called every tick with the clock's time."""
-
-
-def _text(ident: bytes) -> str:
-    return ident.decode("utf-8", "backslashreplace")
