@@ -163,7 +163,7 @@ class Admin(Endpoint, AgentBase):
             kinds=frozenset(msg.kinds),
         )
         await self._agent_registered(rec, old, msg)
-        if old is not None and old.state != PENDING:
+        if old is not None:  # what the old record still holds is released, pending or not
             await self._drop_record(old, "re-registered")
         logger.debug("{} ({}) registered, probing its SUB", msg.name, msg.agent_id)
         await self.send(
@@ -195,7 +195,7 @@ class Admin(Endpoint, AgentBase):
         if msg.agent_id != peer_name(ident) or not msg.agent_id or msg.agent_id == self.id:
             return Error(code="identity", message="agent_id must equal the socket identity")
         if msg.capacity < 0 or msg.skill < 0:
-            return Error(code="bad_message", message="skill and capacity must not be negative")
+            return Error(code="registration", message="skill and capacity must not be negative")
         return None
 
     async def _on_ready(self, ident: bytes, msg: Ready) -> None:
@@ -260,7 +260,10 @@ class Admin(Endpoint, AgentBase):
                 ident, Error(code="unknown_target", message=f"no connected agent {msg.target!r}")
             )
             return
-        await self.send(msg.target.encode(), msg)
+        if not await self.send(msg.target.encode(), msg):
+            await self.send(
+                ident, Error(code="unknown_target", message=f"{msg.target!r} is unreachable")
+            )
 
     async def _on_broadcast(self, ident: bytes, msg: Broadcast) -> None:
         if not await self._is_member(ident, msg.sender):
@@ -275,7 +278,9 @@ class Admin(Endpoint, AgentBase):
             return False
         if sender != rec.id:
             self._bad(ident, f"claims to be {sender!r}", b"")
-            await self.send(ident, Error(code="identity", message="sender must be your own id"))
+            await self.send(
+                ident, Error(code="spoofed_sender", message="sender must be your own id")
+            )
             return False
         return True
 

@@ -115,14 +115,24 @@ class Client:
         return await self.request(StatusRequest(req=next(self._req)), StatusReply)
 
     async def tasks(self, ids: Sequence[str] = ()) -> list[TaskState]:
-        """States of ``ids`` (all tasks, up to the manager's page size, when empty)."""
-        if not ids:
-            reply = await self.request(TasksRequest(req=next(self._req)), TasksReply)
-            return reply.tasks
+        """States of ``ids`` in that order (``unknown`` for ids never submitted),
+        or of every task in submission order when ``ids`` is empty.
+
+        The manager answers as many as fit in one message; this pages through.
+        """
         out: list[TaskState] = []
-        for start in range(0, len(ids), 1000):
-            chunk = list(ids[start : start + 1000])
+        if not ids:
+            while True:
+                req = TasksRequest(req=next(self._req), offset=len(out))
+                reply = await self.request(req, TasksReply)
+                out += reply.tasks
+                if not reply.tasks or len(out) >= reply.total:
+                    return out
+        while len(out) < len(ids):
+            chunk = list(ids[len(out) : len(out) + 1000])
             reply = await self.request(TasksRequest(req=next(self._req), ids=chunk), TasksReply)
+            if not reply.tasks:
+                raise ManagerError("too_large", f"task {chunk[0]!r} does not fit in a reply")
             out += reply.tasks
         return out
 

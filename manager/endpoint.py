@@ -60,7 +60,7 @@ class Endpoint:
         self._ctx: zmq.asyncio.Context | None = None
         self._router: zmq.asyncio.Socket | None = None
         self._pub: zmq.asyncio.Socket | None = None
-        self._outbox: list[tuple[bytes, Message]] = []
+        self._outbox: list[tuple[bytes, Message | bytes]] = []
         self._drained_at = clock()  # when the ROUTER was last read to the end
         self._recv_idle = False
         self._published = 0
@@ -100,15 +100,20 @@ class Endpoint:
     def _heard_from(self, ident: bytes) -> None:
         """Hook: any message from ``ident`` arrived (proof of life)."""
 
-    async def send(self, ident: bytes, msg: Message) -> bool:
-        """Send to one peer; ``False`` when ZeroMQ cannot route to it (it is gone)."""
+    async def send(self, ident: bytes, msg: Message | bytes) -> bool:
+        """Send a message (or one already encoded) to one peer.
+
+        ``False`` when ZeroMQ cannot route to it (it is gone) or it takes
+        nothing within ``send_timeout``.
+        """
         if self._router is None:
             return False
+        body = msg if isinstance(msg, bytes) else encode(msg)
         try:
-            await send_frames(self._router, [ident, encode(msg)], self.send_timeout)
+            await send_frames(self._router, [ident, body], self.send_timeout)
         except (zmq.ZMQError, TimeoutError) as exc:
             self.counters["send_failures"] += 1
-            logger.debug("cannot send {} to {}: {!r}", msg.TYPE, ident[:64], exc)
+            logger.debug("cannot send to {}: {!r}", ident[:64], exc)
             return False
         return True
 
@@ -119,7 +124,7 @@ class Endpoint:
             if self._published % YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # a publishing loop must not starve heartbeats
 
-    def post(self, ident: bytes, msg: Message) -> None:
+    def post(self, ident: bytes, msg: Message | bytes) -> None:
         """Send after the next commit: for replies that promise durability (acks)."""
         self._outbox.append((ident, msg))
 

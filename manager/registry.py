@@ -36,7 +36,7 @@ class AgentRecord:
             return 0
         return max(0, self.capacity - len(self.running))
 
-    def info(self) -> WorkerInfo:
+    def info(self, now: float) -> WorkerInfo:
         return WorkerInfo(
             id=self.id,
             name=self.name,
@@ -47,7 +47,7 @@ class AgentRecord:
             running=len(self.running),
             completed=self.completed,
             state=self.state,
-            last_seen=self.last_seen,
+            silent_for=max(0.0, now - self.last_seen),
         )
 
 

@@ -8,6 +8,7 @@ policy functions; this module only moves messages.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from itertools import islice
 from typing import Any
@@ -20,6 +21,7 @@ from manager.registry import CONNECTED, AgentRecord
 from manager.scheduler import POLICIES, Candidate
 from manager.taskbook import DONE, QUEUED, RUNNING, Outcome, TaskBook, TaskRecord
 from protocol import (
+    MAX_ITEM_BYTES,
     Assign,
     Error,
     Job,
@@ -35,9 +37,19 @@ from protocol import (
     TaskSpec,
     TasksReply,
     TasksRequest,
+    TaskState,
+    encode,
+    encode_batches,
 )
+from protocol.codec import pack, plain
 
 MAX_TASKS_REPLY = 1000
+
+
+def encode_item(record: object) -> bytes:
+    return pack(plain(record))
+
+
 #: Queued tasks beyond which submissions are refused with ``busy`` (client backpressure).
 MAX_QUEUED = 1_000_000
 
@@ -85,6 +97,8 @@ class TaskManager(Admin):
             if row.state == RUNNING:
                 rec.worker_id = row.worker
                 rec.tried.add(row.worker)
+                if row.spec.timeout:  # the backstop restarts with the manager
+                    rec.deadline = self.clock() + row.spec.timeout + self.book.deadline_grace
                 self._orphans[row.spec.id] = (row.worker, row.attempt)
             self.book.restore(rec)
             counts[row.state] += 1
@@ -110,10 +124,15 @@ class TaskManager(Admin):
 
     async def _on_submit(self, ident: bytes, msg: Submit) -> None:
         queued = self.book.queued
-        if queued + len(msg.tasks) > self.max_queued:
+        if queued + sum(self.book.get(s.id) is None for s in msg.tasks) > self.max_queued:
             self.counters["submits_refused"] += 1
             why = f"{queued} tasks queued (limit {self.max_queued}); retry later"
             await self.send(ident, Error(code="busy", message=why, req=msg.req))
+            return
+        big = next((s.id for s in msg.tasks if len(encode_item(s)) > MAX_ITEM_BYTES), None)
+        if big is not None:
+            why = f"task {big!r} is over {MAX_ITEM_BYTES} bytes; pass large data by reference"
+            await self.send(ident, Error(code="too_large", message=why, req=msg.req))
             return
         new: list[TaskSpec] = []
         known = []
@@ -132,11 +151,12 @@ class TaskManager(Admin):
             await self._schedule()
 
     async def _on_status(self, ident: bytes, msg: StatusRequest) -> None:
-        workers = [rec.info() for rec in self.registry if rec.capacity > 0]
+        now = self.clock()
+        workers = [rec.info(now) for rec in self.registry if rec.capacity > 0]
         counts = dict(self.book.counts())
         counts.update({k: v for k, v in self.counters.items() if not k.startswith("rx.")})
         counts["gaps"] = self.gaps.missed
-        await self.send(
+        self.post(
             ident,
             StatusReply(
                 req=msg.req,
@@ -150,12 +170,20 @@ class TaskManager(Admin):
         )
 
     async def _on_tasks(self, ident: bytes, msg: TasksRequest) -> None:
+        """States after the batch's commit: a client never sees a result that could vanish."""
         if msg.ids:
-            recs = [self.book.get(i) for i in msg.ids[:MAX_TASKS_REPLY]]
-            states = [r.view() for r in recs if r is not None]
+            states = [self._view(i) for i in msg.ids[:MAX_TASKS_REPLY]]
         else:
-            states = [r.view() for r in islice(self.book.records(), MAX_TASKS_REPLY)]
-        await self.send(ident, TasksReply(req=msg.req, tasks=states))
+            page = islice(self.book.records(), msg.offset, msg.offset + MAX_TASKS_REPLY)
+            states = [r.view() for r in page]
+        # As many as fit in one message; the client asks again for the rest.
+        total = len(self.book)
+        pages = encode_batches(states, lambda s: TasksReply(req=msg.req, tasks=s, total=total))
+        self.post(ident, next(pages, encode(TasksReply(req=msg.req, tasks=[], total=total))))
+
+    def _view(self, task_id: str) -> TaskState:
+        rec = self.book.get(task_id)
+        return rec.view() if rec is not None else TaskState(id=task_id, state="unknown", attempt=0)
 
     # ------------------------------------------------------------------ workers
 
@@ -227,16 +255,15 @@ class TaskManager(Admin):
         await self._schedule()
 
     async def _agent_lost(self, rec: AgentRecord, reason: str) -> None:
-        now = self.clock()
         given_up: list[TaskResult] = []
         for task_id in list(rec.running):
-            self._release(task_id, now, f"{rec.name} {reason}", given_up)
+            self._release(task_id, f"{rec.name} {reason}", given_up)
         rec.running.clear()
         self._recorded(given_up)
         await self._schedule()
 
-    def _release(self, task_id: str, now: float, reason: str, given_up: list[TaskResult]) -> None:
-        result = self.book.release(task_id, now, reason)
+    def _release(self, task_id: str, reason: str, given_up: list[TaskResult]) -> None:
+        result = self.book.release(task_id, time.time(), reason)
         if result is not None:
             given_up.append(result)
             logger.warning("task {} given up: {}", task_id, reason)
@@ -248,7 +275,7 @@ class TaskManager(Admin):
         if self._orphans and now > self._orphan_deadline:
             given_up: list[TaskResult] = []
             for task_id, (worker_id, _) in self._orphans.items():
-                self._release(task_id, now, f"{worker_id} did not return after a restart", given_up)
+                self._release(task_id, f"{worker_id} did not return after a restart", given_up)
             self._orphans.clear()
             self._recorded(given_up)
             await self._schedule()
@@ -257,7 +284,7 @@ class TaskManager(Admin):
             worker = self.registry.get(task.worker_id)
             if worker is not None:
                 worker.running.pop(task.spec.id, None)
-            result = self.book.give_up(task, "timeout", "no result by the deadline", now)
+            result = self.book.give_up(task, "timeout", "no result by the deadline", time.time())
             logger.warning("task {} timed out on the manager's deadline", task.spec.id)
             self._recorded([result])
         if overdue:
@@ -298,4 +325,5 @@ class TaskManager(Admin):
         self.journal.assigned((job.task.id, job.attempt, wid) for wid, job in placed)
         for wid, jobs in batches.items():
             logger.debug("assigning {} job(s) to {}", len(jobs), workers[wid].name)
-            self.post(wid.encode(), Assign(epoch=self.epoch, jobs=jobs))
+            for data in encode_batches(jobs, lambda j: Assign(epoch=self.epoch, jobs=j)):
+                self.post(wid.encode(), data)

@@ -54,6 +54,7 @@ class TaskBook:
         self.deadline_grace = deadline_grace
         self._tasks: dict[str, TaskRecord] = {}
         self._queue: deque[str] = deque()
+        self._timed: set[str] = set()  # running tasks that have a deadline
         self.duplicates = 0
         self.stale = 0
 
@@ -79,6 +80,8 @@ class TaskBook:
         self._tasks[rec.spec.id] = rec
         if rec.state == QUEUED:
             self._queue.append(rec.spec.id)
+        elif rec.state == RUNNING and rec.deadline is not None:
+            self._timed.add(rec.spec.id)
 
     @property
     def queued(self) -> int:
@@ -122,6 +125,8 @@ class TaskBook:
         rec.tried.add(worker_id)
         timeout = rec.spec.timeout
         rec.deadline = now + timeout + self.deadline_grace if timeout else None
+        if rec.deadline is not None:
+            self._timed.add(rec.spec.id)
         return Job(task=rec.spec, attempt=rec.attempt)
 
     def record(self, result: TaskResult, sender: str) -> Outcome:
@@ -141,9 +146,13 @@ class TaskBook:
         rec.state = DONE
         rec.result = result
         rec.deadline = None
+        self._timed.discard(rec.spec.id)
 
-    def give_up(self, rec: TaskRecord, status: str, message: str, now: float) -> TaskResult:
-        """Record a final result on the manager's authority (worker lost, deadline)."""
+    def give_up(self, rec: TaskRecord, status: str, message: str, finished: float) -> TaskResult:
+        """Record a final result on the manager's authority (worker lost, deadline).
+
+        ``finished`` is a unix time, like the times workers report.
+        """
         result = TaskResult(
             task_id=rec.spec.id,
             attempt=rec.attempt,
@@ -152,14 +161,14 @@ class TaskBook:
             success=False,
             status=status,
             error=ErrorInfo(type=status, message=message),
-            finished=now,
+            finished=finished,
         )
-        if rec.spec.id in self._queue:
+        if rec.state == QUEUED:
             self._queue.remove(rec.spec.id)
         self._finish(rec, result)
         return result
 
-    def release(self, task_id: str, now: float, reason: str) -> TaskResult | None:
+    def release(self, task_id: str, finished: float, reason: str) -> TaskResult | None:
         """The task's worker is gone: requeue it, or give up after too many attempts.
 
         Returns the final result when the task was given up.
@@ -169,19 +178,19 @@ class TaskBook:
             return None
         limit = rec.spec.max_attempts or self.max_attempts
         if rec.attempt >= limit:
-            return self.give_up(rec, "worker_lost", f"{reason} on all {rec.attempt} attempts", now)
+            message = f"{reason} on all {rec.attempt} attempts"
+            return self.give_up(rec, "worker_lost", message, finished)
         rec.state = QUEUED
         rec.worker_id = ""
         rec.deadline = None
+        self._timed.discard(task_id)
         self._queue.appendleft(task_id)
         return None
 
     def overdue(self, now: float) -> list[TaskRecord]:
-        return [
-            rec
-            for rec in self._tasks.values()
-            if rec.state == RUNNING and rec.deadline is not None and rec.deadline < now
-        ]
+        """Running tasks past their deadline (only tasks with a timeout have one)."""
+        recs = (self._tasks[task_id] for task_id in self._timed)
+        return [r for r in recs if r.deadline is not None and r.deadline < now]
 
     def counts(self) -> dict[str, int]:
         out = {QUEUED: 0, RUNNING: 0, DONE: 0, "succeeded": 0, "failed": 0}

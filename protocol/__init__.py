@@ -5,12 +5,13 @@ specification a compatible peer is written from.
 """
 
 from protocol.agent import AgentDetail, SequenceTracker
-from protocol.codec import build, decode, encode
+from protocol.codec import build, decode, encode, encode_batches
 from protocol.constants import (
     DEFAULT_PORT,
     DEFAULT_WORKSPACE_ID,
     HEARTBEAT_INTERVAL,
     LIVENESS,
+    MAX_ITEM_BYTES,
     MAX_MESSAGE_BYTES,
     PROTOCOL_VERSION,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "DEFAULT_WORKSPACE_ID",
     "HEARTBEAT_INTERVAL",
     "LIVENESS",
+    "MAX_ITEM_BYTES",
     "MAX_MESSAGE_BYTES",
     "MESSAGE_TYPES",
     "PROTOCOL_VERSION",
@@ -100,6 +102,7 @@ __all__ = [
     "decode",
     "dumps",
     "encode",
+    "encode_batches",
     "loads",
     "register",
 ]

@@ -7,7 +7,8 @@ bytes into a message or raises ``ProtocolError`` — never anything else.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import msgpack
 
@@ -15,6 +16,8 @@ from protocol.constants import MAX_MESSAGE_BYTES
 from protocol.errors import ProtocolError
 from protocol.messages import MESSAGE_TYPES, Message
 from protocol.schema import Schema
+
+T = TypeVar("T")
 
 _BY_TYPE: dict[str, type[Message]] = {cls.TYPE: cls for cls in MESSAGE_TYPES}
 _SCHEMA = Schema(tagged=False)
@@ -73,6 +76,31 @@ def encode(msg: Message) -> bytes:
     body = plain(msg)
     body["type"] = msg.TYPE
     return pack(body)
+
+
+def encode_batches(
+    items: Sequence[T], build: Callable[[list[T]], Message], max_bytes: int = MAX_MESSAGE_BYTES
+) -> Iterator[bytes]:
+    """Encode ``build(batch)`` for consecutive batches of ``items``, each within ``max_bytes``.
+
+    Batches are as large as fit; an item too large to travel even alone raises
+    ``ProtocolError`` (code ``too_large``).
+    """
+    start = 0
+    while start < len(items):
+        count = len(items) - start
+        while True:
+            data = encode(build(list(items[start : start + count])))
+            if len(data) <= max_bytes:
+                break
+            if count == 1:
+                raise ProtocolError(
+                    f"one item needs {len(data)} bytes, over the {max_bytes}-byte limit",
+                    "too_large",
+                )
+            count = max(1, min(count - 1, count * max_bytes // len(data)))
+        yield data
+        start += count
 
 
 def decode(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> Message:

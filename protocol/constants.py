@@ -16,6 +16,9 @@ DEFAULT_PORT: Final = 8888
 #: Largest encoded message a peer may send, enforced by the codec and ``zmq.MAXMSGSIZE``.
 MAX_MESSAGE_BYTES: Final = 1 << 20
 
+#: Largest encoded task or task output: several always fit in one message.
+MAX_ITEM_BYTES: Final = MAX_MESSAGE_BYTES // 4
+
 #: Heartbeat defaults: a peer is lost after ``LIVENESS`` silent intervals.
 HEARTBEAT_INTERVAL: Final = 1.0
 LIVENESS: Final = 3

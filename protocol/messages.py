@@ -56,6 +56,11 @@ class ErrorInfo:
     traceback: str = ""
 
 
+RESULT_STATUSES = frozenset(
+    {"succeeded", "failed", "error", "timeout", "worker_lost", "no_handler"}
+)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TaskResult:
     """The outcome of one attempt.  ``status`` is one of ``RESULT_STATUSES``."""
@@ -72,10 +77,13 @@ class TaskResult:
     finished: float = 0.0
     skill: int = 0
 
-
-RESULT_STATUSES = frozenset(
-    {"succeeded", "failed", "error", "timeout", "cancelled", "worker_lost", "no_handler"}
-)
+    def __post_init__(self) -> None:
+        if self.status not in RESULT_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(sorted(RESULT_STATUSES))}")
+        if self.success != (self.status == "succeeded"):
+            raise ValueError("success must be true exactly when status is 'succeeded'")
+        if self.attempt < 0:
+            raise ValueError("attempt must not be negative")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -106,7 +114,7 @@ class WorkerInfo:
     running: int
     completed: int
     state: str
-    last_seen: float
+    silent_for: float  # seconds since the manager last heard from it
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -322,6 +330,7 @@ class TasksRequest(Message):
     TYPE: ClassVar[str] = "tasks"
     req: int
     ids: list[str] = field(default_factory=list)
+    offset: int = 0  # with no ids: skip this many tasks (submission order)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -329,6 +338,7 @@ class TasksReply(Message):
     TYPE: ClassVar[str] = "tasks_reply"
     req: int
     tasks: list[TaskState]
+    total: int = 0  # tasks the manager knows (for paging)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

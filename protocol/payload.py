@@ -25,7 +25,10 @@ _TAG_OF: dict[type, str] = {}
 
 
 def _tag_of(cls: type) -> str:
-    return _TAG_OF[cls]
+    tag = _TAG_OF.get(cls)
+    if tag is None:
+        raise ProtocolError(f"{cls.__name__} is not registered; call protocol.register() on it")
+    return tag
 
 
 _SCHEMA = Schema(tagged=True, tag_of=_tag_of)
@@ -101,6 +104,9 @@ def _from_plain(value: Any, path: str, depth: int = 0) -> Any:
     if type(value) is not dict:
         return check_native(value, path or "value")  # scalars; msgpack's Timestamp is refused
     if TAG_KEY not in value:
+        for key in value:
+            if type(key) is not str:
+                raise ProtocolError(f"{path}: map key {key!r} is not a string")
         return {k: _from_plain(v, f"{path}.{k}", depth) for k, v in value.items()}
     tag = value[TAG_KEY]
     cls = _BY_TAG.get(tag) if type(tag) is str else None

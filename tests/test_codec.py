@@ -80,7 +80,7 @@ WORKER = WorkerInfo(
     running=1,
     completed=41,
     state="connected",
-    last_seen=1700000004.0,
+    silent_for=0.25,
 )
 STATE = TaskState(
     id="task-7",

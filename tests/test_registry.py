@@ -192,7 +192,7 @@ def test_info_reports_the_worker_for_status(reg: Registry, clock: FakeClock) -> 
     reg.set_state("w1", CONNECTED)
     rec.running["t1"] = 1
     rec.completed = 3
-    info = rec.info()
+    info = rec.info(clock.now + 2.5)
     assert info == protocol.WorkerInfo(
         id="w1",
         name="Worker-1",
@@ -203,7 +203,7 @@ def test_info_reports_the_worker_for_status(reg: Registry, clock: FakeClock) -> 
         running=1,
         completed=3,
         state=CONNECTED,
-        last_seen=clock.now,
+        silent_for=2.5,
     )
     reply = protocol.StatusReply(
         req=1,

@@ -412,7 +412,7 @@ def test_give_up_on_a_queued_task_removes_it_from_the_queue() -> None:
     book = book_with("a", "b")
     rec = book.get("a")
     assert rec is not None
-    book.give_up(rec, "cancelled", "by operator", NOW)
+    book.give_up(rec, "error", "given up by the operator", NOW)
     assert book.queue() == ("b",)
     assert [j.task.id for _, j in run(book)] == ["b"]
 

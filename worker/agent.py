@@ -51,9 +51,11 @@ OFFLINE = "offline"  # no manager: registering
 PROBING = "probing"  # welcomed; waiting for the probe on SUB
 CONNECTED = "connected"
 
-FATAL_ERRORS = {"version", "workspace", "identity"}
+FATAL_ERRORS = {"version", "workspace", "identity", "registration"}
 #: Messages between two forced yields to the event loop.
 YIELD_EVERY = 256
+#: Seconds in PROBING before the worker warns that the PUB may be unreachable.
+PROBE_PATIENCE = 5.0
 
 
 class WorkerRefused(RuntimeError):
@@ -103,7 +105,9 @@ class Worker(AgentBase):
         self._last_beat = 0.0
         self._refused: WorkerRefused | None = None
         self._sent = 0
+        self.bye_reason = "stopping"
         self._dealer_busy = False
+        self._probing_since = 0.0
         self._received = 0
         self._connected = asyncio.Event()
         self._handlers: dict[type[Message], Handler] = {
@@ -182,7 +186,7 @@ class Worker(AgentBase):
 
     async def _shutdown(self) -> None:
         if self.state != OFFLINE:
-            self.send_nowait(Bye(reason="stopping"))
+            self.send_nowait(Bye(reason=self.bye_reason))
         if self._dealer is not None:
             self._dealer.close(linger=200)  # let the goodbye go out
         if self._sub is not None:
@@ -192,11 +196,12 @@ class Worker(AgentBase):
         self._dealer = self._sub = self._ctx = None
         self.state = OFFLINE
 
-    def send_nowait(self, msg: Message) -> bool:
+    def send_nowait(self, msg: Message | bytes) -> bool:
         """Send on the DEALER if a connection can take it now; ``False`` otherwise."""
         if self._dealer is None:
             return False
-        fut = cast("asyncio.Future[Any]", self._dealer.send(encode(msg), zmq.NOBLOCK))
+        body = msg if isinstance(msg, bytes) else encode(msg)
+        fut = cast("asyncio.Future[Any]", self._dealer.send(body, zmq.NOBLOCK))
         if fut.done():
             return fut.exception() is None
         fut.add_done_callback(_retrieve)  # queued behind an earlier send
@@ -275,26 +280,39 @@ class Worker(AgentBase):
             return None
 
     async def _session_loop(self) -> None:
+        """Register while offline; heartbeat while online; reconnect when the manager is silent."""
         while True:
             now = time.monotonic()
             if self.state == OFFLINE:
                 if now - self._last_register >= min(self.interval, 0.25):
                     self._register(now)
-            elif self._dealer_busy:
-                self._heard = now  # still working through what arrived: proof of life too
-            elif now - self._heard > self.interval * self.liveness:
-                logger.warning(
-                    "{}: manager silent for {:.1f}s, reconnecting", self.name, now - self._heard
-                )
-                await self._go_offline()
-                self._new_dealer()
-            elif now - self._last_beat >= self.interval:
-                self._last_beat = now
-                sent = self.send_nowait(
-                    Heartbeat(epoch=self.epoch, time=now_ns(), running=self.running)
-                )
-                logger.trace("{}: heartbeat {}", self.name, "sent" if sent else "not sent")
+            else:
+                await self._keep_alive(now)
             await asyncio.sleep(min(self.interval / 4, 0.1))
+
+    async def _keep_alive(self, now: float) -> None:
+        if self._dealer_busy:
+            self._heard = now  # still working through what arrived: proof of life too
+        if now - self._heard > self.interval * self.liveness:
+            logger.warning(
+                "{}: manager silent for {:.1f}s, reconnecting", self.name, now - self._heard
+            )
+            await self._go_offline()
+            self._new_dealer()
+            return
+        if now - self._last_beat >= self.interval:
+            self._last_beat = now
+            sent = self.send_nowait(
+                Heartbeat(epoch=self.epoch, time=now_ns(), running=self.running)
+            )
+            logger.trace("{}: heartbeat {}", self.name, "sent" if sent else "not sent")
+        if self.state == PROBING and now - self._probing_since > PROBE_PATIENCE:
+            self._probing_since = now
+            logger.warning(
+                "{}: no probe from the manager on {} yet; is that address reachable from here?",
+                self.name,
+                self._sub_endpoint,
+            )
 
     async def _after_connect(self, coro: Any) -> None:
         await self._connected.wait()
@@ -337,6 +355,7 @@ class Worker(AgentBase):
         self.liveness = msg.liveness
         self._connect_sub(reachable(msg.pub_endpoint, self.admin_ip))
         self.state = PROBING
+        self._probing_since = time.monotonic()
         if restarted:
             logger.info("{}: manager restarted (epoch {})", self.name, msg.epoch)
 

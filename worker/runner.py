@@ -12,16 +12,19 @@ from typing import Any
 from loguru import logger
 
 from protocol import (
+    MAX_ITEM_BYTES,
     Assign,
-    Bye,
     Drain,
     ErrorInfo,
     Job,
+    ProtocolError,
     ResultAck,
     ResultKey,
     Results,
     TaskResult,
+    encode_batches,
 )
+from protocol.codec import pack
 from protocol.schema import check_native
 from worker.agent import Worker
 from worker.handlers import Handlers, TaskContext, TaskFailed
@@ -29,8 +32,6 @@ from worker.isolation import TaskError
 
 Key = tuple[str, int]
 
-#: Results per ``Results`` message; keeps every message far below the size cap.
-RESULT_BATCH = 256
 TRACEBACK_LIMIT = 4000
 
 
@@ -61,6 +62,7 @@ class TaskWorker(Worker):
         self._jobs: dict[Key, asyncio.Task[None]] = {}
         self._unacked: dict[Key, TaskResult] = {}
         self._outbox: list[TaskResult] = []
+        self._sent_at: dict[Key, float] = {}  # loop time each unacknowledged result was sent
         self._wake = asyncio.Event()
         self._changed = asyncio.Event()  # a job ended or an ack came: drain re-checks
         self._slots = asyncio.Semaphore(capacity)
@@ -93,9 +95,8 @@ class TaskWorker(Worker):
         if msg.epoch != self.epoch:
             logger.warning("{}: assignment from an old manager instance ignored", self.name)
             return
-        if self.draining:
-            logger.info("{}: draining, {} job(s) left for others", self.name, len(msg.jobs))
-            return
+        if self.draining:  # sent before the manager heard our Drain: run it within the grace
+            logger.info("{}: draining, but taking {} late job(s)", self.name, len(msg.jobs))
         for job in msg.jobs:
             key = (job.task.id, job.attempt)
             if key in self._jobs or key in self._unacked:
@@ -121,9 +122,8 @@ class TaskWorker(Worker):
                     error = ErrorInfo(type="NoHandler", message=f"no handler for {task.kind!r}")
                 else:
                     async with asyncio.timeout(task.timeout):
-                        output = check_native(
-                            await self.handlers.call(task.kind, task, ctx), "output"
-                        )
+                        output = await self.handlers.call(task.kind, task, ctx)
+                        check_output(output)
         except TimeoutError:
             status, error = "timeout", ErrorInfo(type="Timeout", message=f"over {task.timeout}s")
         except asyncio.CancelledError:
@@ -161,22 +161,36 @@ class TaskWorker(Worker):
     # ------------------------------------------------------------------ results
 
     async def _flush_loop(self) -> None:
-        """Send finished results in batches; unacknowledged ones are re-sent after a reconnect."""
+        """Send finished results in batches; re-send what stays unacknowledged.
+
+        A result is re-sent after a reconnect and whenever it has waited a
+        whole liveness window for its acknowledgement.
+        """
+        loop = asyncio.get_running_loop()
         while True:
-            await self._wake.wait()
+            window = self.interval * self.liveness
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), window)
             self._wake.clear()
             if not self.connected:
                 self._outbox.clear()  # kept in _unacked; re-sent when connected again
                 continue
-            while self._outbox:
-                batch, self._outbox = self._outbox[:RESULT_BATCH], self._outbox[RESULT_BATCH:]
-                if not self.send_nowait(Results(results=batch)):
-                    self._outbox.clear()
-                    break
+            now = loop.time()
+            if not self._outbox:
+                self._outbox = [
+                    r for k, r in self._unacked.items() if now - self._sent_at.get(k, 0.0) > window
+                ]
+            outbox, self._outbox = self._outbox, []
+            for data in encode_batches(outbox, lambda batch: Results(results=batch)):
+                if not self.send_nowait(data):
+                    break  # kept in _unacked: re-sent when the manager takes messages again
+            for result in outbox:
+                self._sent_at[(result.task_id, result.attempt)] = now
 
     async def _on_ack(self, msg: ResultAck) -> None:
         for key in msg.keys:
             self._unacked.pop((key.task_id, key.attempt), None)
+            self._sent_at.pop((key.task_id, key.attempt), None)
         self._changed.set()
 
     # ------------------------------------------------------------------ graceful stop
@@ -211,8 +225,16 @@ class TaskWorker(Worker):
         await self._until(lambda: not self._unacked or not self.connected, ack_deadline)
         if self._unacked:
             logger.warning("{}: {} result(s) never acknowledged", self.name, len(self._unacked))
-        self.send_nowait(Bye(reason=f"stopped; cancelled {len(cancelled)}"))
+        self.bye_reason = f"stopped; cancelled {len(cancelled)}"
         self.stopping.set()
+
+
+def check_output(output: Any) -> None:
+    """An output must be msgpack-native and small enough to travel with others."""
+    check_native(output, "output")
+    size = len(pack(output))
+    if size > MAX_ITEM_BYTES:
+        raise ProtocolError(f"output of {size} bytes is over the {MAX_ITEM_BYTES}-byte limit")
 
 
 def _error_info(exc: BaseException) -> ErrorInfo:

@@ -48,7 +48,13 @@ def whoami(task: TaskSpec, ctx: TaskContext) -> dict[str, Any]:
     return {"pid": os.getpid(), "worker": ctx.worker}
 
 
+def big(task: TaskSpec, ctx: TaskContext) -> bytes:
+    """Returns ``payload`` bytes: over the output limit when large."""
+    return b"x" * int(task.payload or 0)
+
+
 HANDLERS = {
+    "big": big,
     "sleep": sleep,
     "crash": crash,
     "spin": spin,
