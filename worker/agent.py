@@ -11,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any
 
-import zmq
-import zmq.asyncio
 from loguru import logger
 
 from protocol import (
@@ -33,17 +31,16 @@ from protocol import (
     Left,
     Message,
     Probe,
-    ProtocolError,
     Ready,
     Register,
     ResultKey,
     Roster,
     Welcome,
-    decode,
     encode,
 )
 from worker.base import AgentBase, detail_of, now_ns, supervise
-from worker.sockets import check_port, configure, reachable, send_frames, tcp
+from worker.link import ManagerLink
+from worker.sockets import check_port, reachable
 
 Handler = Callable[[Any], Awaitable[None]]
 
@@ -52,8 +49,6 @@ PROBING = "probing"  # welcomed; waiting for the probe on SUB
 CONNECTED = "connected"
 
 FATAL_ERRORS = {"version", "workspace", "identity", "registration"}
-#: Messages between two forced yields to the event loop.
-YIELD_EVERY = 256
 #: Seconds in PROBING before the worker warns that the PUB may be unreachable.
 PROBE_PATIENCE = 5.0
 
@@ -94,21 +89,15 @@ class Worker(AgentBase):
         self.liveness = liveness
         self.max_bytes = max_message_bytes
         self.state = OFFLINE
+        self.link = ManagerLink(self.id, admin_ip, admin_port, max_message_bytes, name)
         self.manager_id = ""
         self.epoch = ""
-        self._ctx: zmq.asyncio.Context | None = None
-        self._dealer: zmq.asyncio.Socket | None = None
-        self._sub: zmq.asyncio.Socket | None = None
-        self._sub_endpoint = ""
         self._heard = time.monotonic()
         self._last_register = 0.0
         self._last_beat = 0.0
         self._refused: WorkerRefused | None = None
-        self._sent = 0
         self.bye_reason = "stopping"
-        self._dealer_busy = False
         self._probing_since = 0.0
-        self._received = 0
         self._connected = asyncio.Event()
         self._handlers: dict[type[Message], Handler] = {
             Welcome: self._on_welcome,
@@ -123,8 +112,7 @@ class Worker(AgentBase):
 
     async def arun_worker(self, inputs: bytes = b"") -> None:
         """Connect to the manager and serve until ``stop()``; raises ``WorkerRefused``."""
-        self._ctx = zmq.asyncio.Context()
-        self._new_dealer()
+        self.link.open()
         try:
             await supervise(
                 self.stopping,
@@ -159,84 +147,24 @@ class Worker(AgentBase):
     def connected(self) -> bool:
         return self.state == CONNECTED
 
-    # ------------------------------------------------------------------ sockets
-
-    def _new_dealer(self) -> None:
-        """A fresh DEALER (the Paranoid Pirate way to drop a dead connection)."""
-        assert self._ctx is not None
-        if self._dealer is not None:
-            self._dealer.close(linger=0)
-        self._dealer = self._ctx.socket(zmq.DEALER)
-        configure(self._dealer, self.max_bytes)
-        self._dealer.setsockopt(zmq.IDENTITY, self.id.encode())
-        self._dealer.setsockopt(zmq.IMMEDIATE, 1)
-        self._dealer.connect(tcp(self.admin_ip, self.admin_port))
-
-    def _connect_sub(self, endpoint: str) -> None:
-        assert self._ctx is not None
-        if self._sub is not None and endpoint == self._sub_endpoint:
-            return
-        if self._sub is not None:
-            self._sub.close(linger=0)
-        self._sub = self._ctx.socket(zmq.SUB)
-        configure(self._sub, self.max_bytes)
-        self._sub.setsockopt(zmq.SUBSCRIBE, b"")
-        self._sub.connect(endpoint)
-        self._sub_endpoint = endpoint
-
-    async def _shutdown(self) -> None:
-        if self.state != OFFLINE:
-            self.send_nowait(Bye(reason=self.bye_reason))
-        if self._dealer is not None:
-            self._dealer.close(linger=200)  # let the goodbye go out
-        if self._sub is not None:
-            self._sub.close(linger=0)
-        if self._ctx is not None:
-            self._ctx.term()
-        self._dealer = self._sub = self._ctx = None
-        self.state = OFFLINE
+    # ------------------------------------------------------------------ wire
 
     def send_nowait(self, msg: Message | bytes) -> bool:
-        """Send on the DEALER if a connection can take it now; ``False`` otherwise."""
-        if self._dealer is None:
-            return False
-        body = msg if isinstance(msg, bytes) else encode(msg)
-        fut = cast("asyncio.Future[Any]", self._dealer.send(body, zmq.NOBLOCK))
-        if fut.done():
-            return fut.exception() is None
-        fut.add_done_callback(_retrieve)  # queued behind an earlier send
-        return True
+        """Send to the manager if a connection can take it now; ``False`` otherwise."""
+        return self.link.send_nowait(msg if isinstance(msg, bytes) else encode(msg))
 
     async def _send_app(self, msg: Message) -> None:
-        if self._dealer is None or self.state != CONNECTED:
+        if self.state != CONNECTED:
             raise ConnectionError(f"{self.name} is not connected to a manager")
-        try:
-            await send_frames(self._dealer, [encode(msg)], self.interval * self.liveness)
-        except TimeoutError:
-            raise ConnectionError(f"{self.name}: the manager is not taking messages") from None
-        self._sent += 1
-        if self._sent % YIELD_EVERY == 0:
-            await asyncio.sleep(0)  # a sending loop must not starve heartbeats
+        await self.link.send(encode(msg), self.interval * self.liveness)
 
-    # ------------------------------------------------------------------ loops
+    async def _shutdown(self) -> None:
+        bye = encode(Bye(reason=self.bye_reason)) if self.state != OFFLINE else None
+        self.link.close(bye)
+        self.state = OFFLINE
 
     async def _dealer_loop(self) -> None:
-        while True:
-            dealer = self._dealer
-            assert dealer is not None
-            # Never read zmq.EVENTS on an asyncio socket to peek: it eats the
-            # edge-triggered wake-up and stalls the socket.  Track busyness instead.
-            self._dealer_busy = False
-            try:
-                frames = await dealer.recv_multipart()
-            except (zmq.ZMQError, asyncio.CancelledError):
-                if dealer is self._dealer:
-                    raise
-                continue  # the socket was replaced (closing it cancelled our receive)
-            self._dealer_busy = True
-            msg = self._decode(frames, "manager")
-            if msg is None:
-                continue
+        async for msg in self.link.from_manager():
             self._heard = time.monotonic()
             handler = self._handlers.get(type(msg))
             if handler is None:
@@ -248,36 +176,11 @@ class Worker(AgentBase):
                 logger.exception("{}: handler for {} failed", self.name, msg.TYPE)
 
     async def _sub_loop(self) -> None:
-        while True:
-            sub = self._sub
-            if sub is None:
-                await asyncio.sleep(0.02)
-                continue
+        async for msg in self.link.published():
             try:
-                frames = await sub.recv_multipart()
-            except (zmq.ZMQError, asyncio.CancelledError):
-                if sub is self._sub:
-                    raise
-                continue  # replaced after a manager restart
-            self._received += 1
-            if self._received % YIELD_EVERY == 0:
-                await asyncio.sleep(0)  # a flood of broadcasts must not starve heartbeats
-            msg = self._decode(frames, "broadcast")
-            if msg is not None:
-                try:
-                    await self._on_published(msg)
-                except Exception:
-                    logger.exception("{}: handling {} failed", self.name, msg.TYPE)
-
-    def _decode(self, frames: list[bytes], where: str) -> Message | None:
-        if len(frames) != 1:
-            logger.warning("{}: {} message with {} frames dropped", self.name, where, len(frames))
-            return None
-        try:
-            return decode(frames[0], self.max_bytes)
-        except ProtocolError as exc:
-            logger.warning("{}: bad {} message: {} ({!r})", self.name, where, exc, frames[0][:32])
-            return None
+                await self._on_published(msg)
+            except Exception:
+                logger.exception("{}: handling {} failed", self.name, msg.TYPE)
 
     async def _session_loop(self) -> None:
         """Register while offline; heartbeat while online; reconnect when the manager is silent."""
@@ -291,14 +194,14 @@ class Worker(AgentBase):
             await asyncio.sleep(min(self.interval / 4, 0.1))
 
     async def _keep_alive(self, now: float) -> None:
-        if self._dealer_busy:
+        if self.link.busy:
             self._heard = now  # still working through what arrived: proof of life too
         if now - self._heard > self.interval * self.liveness:
             logger.warning(
                 "{}: manager silent for {:.1f}s, reconnecting", self.name, now - self._heard
             )
             await self._go_offline()
-            self._new_dealer()
+            self.link.new_dealer()
             return
         if now - self._last_beat >= self.interval:
             self._last_beat = now
@@ -311,7 +214,7 @@ class Worker(AgentBase):
             logger.warning(
                 "{}: no probe from the manager on {} yet; is that address reachable from here?",
                 self.name,
-                self._sub_endpoint,
+                self.link.sub_endpoint,
             )
 
     async def _after_connect(self, coro: Any) -> None:
@@ -353,7 +256,7 @@ class Worker(AgentBase):
         self.manager_id = msg.manager_id
         self.interval = msg.heartbeat_interval
         self.liveness = msg.liveness
-        self._connect_sub(reachable(msg.pub_endpoint, self.admin_ip))
+        self.link.connect_sub(reachable(msg.pub_endpoint, self.admin_ip))
         self.state = PROBING
         self._probing_since = time.monotonic()
         if restarted:
@@ -422,8 +325,3 @@ class Worker(AgentBase):
 
     async def _session_started(self) -> None:
         """Called each time the worker becomes connected to a manager instance."""
-
-
-def _retrieve(fut: asyncio.Future[Any]) -> None:
-    if not fut.cancelled():
-        fut.exception()

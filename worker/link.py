@@ -1,0 +1,154 @@
+"""A worker's two sockets to the manager: a DEALER for directed traffic, a SUB for broadcasts.
+
+The one I/O module of an agent process.  It replaces the DEALER wholesale
+when the manager goes silent (the Paranoid Pirate way), follows the PUB
+endpoint the manager advertises, never blocks forever on a send, and turns
+frames into messages at one place where peer input may fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any, cast
+
+import zmq
+import zmq.asyncio
+from loguru import logger
+
+from protocol import Message, ProtocolError, decode
+from worker.sockets import configure, send_frames, tcp
+
+#: Messages between two forced yields to the event loop.
+YIELD_EVERY = 256
+
+
+class ManagerLink:
+    def __init__(self, identity: str, host: str, port: int, max_bytes: int, label: str) -> None:
+        self.identity = identity
+        self.endpoint = tcp(host, port)
+        self.max_bytes = max_bytes
+        self.label = label
+        self.sub_endpoint = ""
+        #: True while a received message is being handled: the manager is alive.
+        self.busy = False
+        self._ctx: zmq.asyncio.Context | None = None
+        self._dealer: zmq.asyncio.Socket | None = None
+        self._sub: zmq.asyncio.Socket | None = None
+        self._sent = 0
+        self._received = 0
+
+    def open(self) -> None:
+        self._ctx = zmq.asyncio.Context()
+        self.new_dealer()
+
+    def new_dealer(self) -> None:
+        """A fresh DEALER: drops whatever the old connection had queued."""
+        assert self._ctx is not None
+        if self._dealer is not None:
+            self._dealer.close(linger=0)
+        self._dealer = self._ctx.socket(zmq.DEALER)
+        configure(self._dealer, self.max_bytes)
+        self._dealer.setsockopt(zmq.IDENTITY, self.identity.encode())
+        self._dealer.setsockopt(zmq.IMMEDIATE, 1)  # queue only on a live connection
+        self._dealer.connect(self.endpoint)
+
+    def connect_sub(self, endpoint: str) -> None:
+        """Subscribe to everything at ``endpoint`` (a no-op if already there)."""
+        assert self._ctx is not None
+        if self._sub is not None and endpoint == self.sub_endpoint:
+            return
+        if self._sub is not None:
+            self._sub.close(linger=0)
+        self._sub = self._ctx.socket(zmq.SUB)
+        configure(self._sub, self.max_bytes)
+        self._sub.setsockopt(zmq.SUBSCRIBE, b"")
+        self._sub.connect(endpoint)
+        self.sub_endpoint = endpoint
+
+    def close(self, last_words: bytes | None = None) -> None:
+        if last_words is not None:
+            self.send_nowait(last_words)
+        if self._dealer is not None:
+            self._dealer.close(linger=200)  # let the last words go out
+        if self._sub is not None:
+            self._sub.close(linger=0)
+        if self._ctx is not None:
+            self._ctx.term()
+        self._dealer = self._sub = self._ctx = None
+
+    def send_nowait(self, body: bytes) -> bool:
+        """Send if a connection can take it now; ``False`` otherwise."""
+        if self._dealer is None:
+            return False
+        fut = cast("asyncio.Future[Any]", self._dealer.send(body, zmq.NOBLOCK))
+        if fut.done():
+            return fut.exception() is None
+        fut.add_done_callback(_retrieve)  # queued behind an earlier send
+        return True
+
+    async def send(self, body: bytes, timeout: float) -> None:
+        """Send, waiting at most ``timeout`` for room; ``ConnectionError`` if none came."""
+        if self._dealer is None:
+            raise ConnectionError(f"{self.label} has no connection")
+        try:
+            await send_frames(self._dealer, [body], timeout)
+        except TimeoutError:
+            raise ConnectionError(f"{self.label}: the manager is not taking messages") from None
+        self._sent += 1
+        if self._sent % YIELD_EVERY == 0:
+            await asyncio.sleep(0)  # a sending loop must not starve heartbeats
+
+    async def from_manager(self) -> AsyncIterator[Message]:
+        """Messages on the DEALER, across socket replacements."""
+        while True:
+            dealer = self._dealer
+            assert dealer is not None
+            # Never read zmq.EVENTS on an asyncio socket to peek: it eats the
+            # edge-triggered wake-up and stalls the socket.  Track busyness instead.
+            self.busy = False
+            try:
+                frames = await dealer.recv_multipart()
+            except (zmq.ZMQError, asyncio.CancelledError):
+                if dealer is self._dealer:
+                    raise
+                continue  # the socket was replaced (closing it cancelled our receive)
+            self.busy = True
+            msg = self._decode(frames, "manager")
+            if msg is not None:
+                yield msg
+
+    async def published(self) -> AsyncIterator[Message]:
+        """Messages on the SUB (once the manager has told us where), across replacements."""
+        while True:
+            sub = self._sub
+            if sub is None:
+                await asyncio.sleep(0.02)
+                continue
+            try:
+                frames = await sub.recv_multipart()
+            except (zmq.ZMQError, asyncio.CancelledError):
+                if sub is self._sub:
+                    raise
+                continue  # replaced after a manager restart
+            self._received += 1
+            if self._received % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # a flood of broadcasts must not starve heartbeats
+            msg = self._decode(frames, "broadcast")
+            if msg is not None:
+                yield msg
+
+    def _decode(self, frames: list[bytes], where: str) -> Message | None:
+        if len(frames) != 1:
+            logger.warning("{}: {} message with {} frames dropped", self.label, where, len(frames))
+            return None
+        try:
+            return decode(frames[0], self.max_bytes)
+        except ProtocolError as exc:
+            logger.warning("{}: bad {} message: {} ({!r})", self.label, where, exc, frames[0][:32])
+            return None
+
+
+def _retrieve(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
