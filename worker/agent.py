@@ -1,6 +1,6 @@
 """The worker's agent layer: Ceylon's ``Worker`` on a DEALER and a SUB socket.
 
-This module owns a worker's sockets.  It registers (retrying until a manager
+On its ``ManagerLink`` (the sockets), it registers (retrying until a manager
 answers), proves its SUB receives by answering the manager's probe,
 heartbeats, notices a silent or restarted manager and registers again, and
 delivers direct messages and broadcasts to the Ceylon callbacks.
