@@ -1,0 +1,1 @@
+"""Benchmarks and chaos runs against real taskmesh processes (not tests)."""
