@@ -19,7 +19,8 @@ from manager.config import ManagerConfig
 from manager.report import results_table, status_table, to_json
 from manager.scheduler import POLICIES
 from manager.taskfile import TaskFileError, parse_tasks
-from worker.cli import common_options, configure_logging, heartbeat_options, worker_command
+from worker.cli import worker_command
+from worker.options import common_options, configure_logging, heartbeat_options, opt
 
 T = TypeVar("T")
 
@@ -34,84 +35,63 @@ main.add_command(worker_command)
 
 
 @main.command("manager")
-@click.option(
-    "--name", default="manager", show_default=True, envvar="TASKMESH_NAME", show_envvar=True
+@opt(
+    "--name",
+    default="manager",
+    show_default=True,
+    envvar="TASKMESH_NAME",
+    show_envvar=True,
 )
-@click.option(
+@opt(
     "--pub-port",
     type=click.IntRange(0, 65535),
     default=0,
-    show_default=True,
-    envvar="TASKMESH_PUB_PORT",
-    show_envvar=True,
     help="PUB port (0: any free port).",
 )
-@click.option(
+@opt(
     "--policy",
     type=click.Choice(sorted(POLICIES)),
     default="best-fit",
-    show_default=True,
-    envvar="TASKMESH_POLICY",
-    show_envvar=True,
     help="How a worker is chosen for a task.",
 )
-@click.option(
+@opt(
     "--unmatched",
     type=click.Choice(["wait", "strongest"]),
     default="wait",
-    show_default=True,
-    envvar="TASKMESH_UNMATCHED",
-    show_envvar=True,
     help="A task no connected worker is skilled for: wait for one, or run it on the strongest.",
 )
-@click.option(
+@opt(
     "--expect-workers",
     type=click.IntRange(0, 100_000),
     default=0,
-    show_default=True,
-    envvar="TASKMESH_EXPECT_WORKERS",
-    show_envvar=True,
     help="Start assigning once this many workers are connected.",
 )
-@click.option(
+@opt(
     "--max-attempts",
     type=click.IntRange(1, 100),
     default=3,
-    show_default=True,
-    envvar="TASKMESH_MAX_ATTEMPTS",
-    show_envvar=True,
     help="Give a task up after losing its worker this many times.",
 )
-@click.option(
+@opt(
     "--db",
     default="taskmesh.db",
-    show_default=True,
-    envvar="TASKMESH_DB",
-    show_envvar=True,
     help="SQLite journal path (':memory:' for none).",
 )
-@click.option(
+@opt(
     "--fsync/--no-fsync",
     default=False,
-    show_default=True,
-    envvar="TASKMESH_FSYNC",
-    show_envvar=True,
     help="fsync every journal commit (survives power loss, not just kills).",
 )
-@click.option(
+@opt(
     "--max-queued",
     type=click.IntRange(1),
     default=1_000_000,
-    show_default=True,
-    envvar="TASKMESH_MAX_QUEUED",
-    show_envvar=True,
     help="Refuse submissions ('busy') beyond this many queued tasks.",
 )
-@click.option(
+@opt(
     "--ready-file",
     type=click.Path(dir_okay=False),
     default=None,
-    envvar="TASKMESH_READY_FILE",
     help="Write the bound endpoints here as JSON once listening.",
 )
 @heartbeat_options
