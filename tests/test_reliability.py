@@ -163,6 +163,21 @@ def test_timeout_is_recorded_and_worker_keeps_serving(cluster: Cluster) -> None:
     assert after.result.success
 
 
+def test_thread_task_timeout_is_recorded_and_explained(cluster: Cluster) -> None:
+    cluster.manager()
+    w = cluster.worker("a", 5, *HANDLERS, "--capacity", "2")
+    wait_until(connected(cluster, 1), what="worker")
+    submit(cluster, [TaskSpec(id="nap", kind="nap", payload=2.0, timeout=0.3)])
+    (state,) = wait_done(cluster, ["nap"])
+    assert state.result is not None
+    assert state.result.status == "timeout"
+    wait_until(lambda: "its thread cannot be stopped" in w.log(), what="warning")
+    submit(cluster, [TaskSpec(id="next", kind="sleep", payload=0.01)])
+    (after,) = wait_done(cluster, ["next"])
+    assert after.result is not None
+    assert after.result.success
+
+
 def test_cpu_bound_task_does_not_starve_heartbeats(cluster: Cluster) -> None:
     cluster.manager()  # liveness window 0.3 s; the tasks spin for 3 s (10x)
     cluster.worker("a", 5, *HANDLERS, "--capacity", "2")

@@ -101,6 +101,15 @@ class Handlers:
         for kind in getattr(module, "PROCESS_KINDS", ()):
             self.isolate(str(kind))
 
+    def in_thread(self, kind: str) -> bool:
+        """Whether ``kind`` runs in a thread (plain function, not process-isolated)."""
+        fn = self._fns.get(kind)
+        return (
+            fn is not None
+            and kind not in self.process_kinds
+            and not inspect.iscoroutinefunction(fn)
+        )
+
     async def call(self, kind: str, task: TaskSpec, ctx: TaskContext) -> Any:
         """Run the handler of ``kind``: on the loop, in a thread, or in its own process."""
         fn = self._fns[kind]

@@ -126,6 +126,14 @@ class TaskWorker(Worker):
                         check_output(output)
         except TimeoutError:
             status, error = "timeout", ErrorInfo(type="Timeout", message=f"over {task.timeout}s")
+            if self.handlers.in_thread(task.kind):
+                logger.warning(
+                    "{}: task {} timed out, but its thread cannot be stopped and runs on; "
+                    "run kind {!r} with --process-kind to have it killed",
+                    self.name,
+                    task.id,
+                    task.kind,
+                )
         except asyncio.CancelledError:
             # Not a result: the manager re-queues what a departing worker held.
             self._jobs.pop(key, None)

@@ -40,6 +40,12 @@ def hang_sync(task: TaskSpec, ctx: TaskContext) -> None:
     time.sleep(3600)
 
 
+def nap(task: TaskSpec, ctx: TaskContext) -> Any:
+    """Blocks its thread for ``payload`` seconds (a plain function: runs in a thread)."""
+    time.sleep(float(task.payload or 0))
+    return task.payload
+
+
 def fail(task: TaskSpec, ctx: TaskContext) -> None:
     raise ValueError(f"task {task.id} always fails")
 
@@ -62,6 +68,7 @@ HANDLERS = {
     "hang": hang,
     "hang_proc": hang_sync,
     "fail": fail,
+    "nap": nap,
     "whoami_proc": whoami,
 }
 
