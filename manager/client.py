@@ -29,6 +29,7 @@ from protocol import (
     decode,
     encode,
 )
+from protocol.codec import batches_by_size
 from worker.sockets import configure, tcp
 
 R = TypeVar("R", bound=Message)
@@ -103,12 +104,13 @@ class Client:
         accepted: list[str] = []
         known: list[TaskState] = []
         req = 0
-        for start in range(0, len(tasks), SUBMIT_BATCH):
-            req = next(self._req)
-            chunk = list(tasks[start : start + SUBMIT_BATCH])
-            reply = await self.request(Submit(req=req, tasks=chunk), SubmitReply)
-            accepted += reply.accepted
-            known += reply.known
+        for chunk in batches_by_size(tasks, self.max_bytes - 4096):
+            for start in range(0, len(chunk), SUBMIT_BATCH):
+                req = next(self._req)
+                part = chunk[start : start + SUBMIT_BATCH]
+                reply = await self.request(Submit(req=req, tasks=part), SubmitReply)
+                accepted += reply.accepted
+                known += reply.known
         return SubmitReply(req=req, accepted=accepted, known=known)
 
     async def status(self) -> StatusReply:

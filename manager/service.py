@@ -25,6 +25,7 @@ from protocol import (
     Assign,
     Error,
     Job,
+    ProtocolError,
     Register,
     ResultAck,
     ResultKey,
@@ -142,7 +143,7 @@ class TaskManager(Admin):
             else:
                 rec = self.book.get(spec.id)
                 assert rec is not None
-                known.append(rec.view())
+                known.append(rec.view(with_result=False))  # ids and states; results via tasks
         self.journal.add(new)
         accepted = [s.id for s in new]
         self.post(ident, SubmitReply(req=msg.req, accepted=accepted, known=known))
@@ -174,12 +175,16 @@ class TaskManager(Admin):
         if msg.ids:
             states = [self._view(i) for i in msg.ids[:MAX_TASKS_REPLY]]
         else:
-            page = islice(self.book.records(), msg.offset, msg.offset + MAX_TASKS_REPLY)
+            offset = max(0, msg.offset)
+            page = islice(self.book.records(), offset, offset + MAX_TASKS_REPLY)
             states = [r.view() for r in page]
         # As many as fit in one message; the client asks again for the rest.
         total = len(self.book)
         pages = encode_batches(states, lambda s: TasksReply(req=msg.req, tasks=s, total=total))
-        self.post(ident, next(pages, encode(TasksReply(req=msg.req, tasks=[], total=total))))
+        try:
+            self.post(ident, next(pages, encode(TasksReply(req=msg.req, tasks=[], total=total))))
+        except ProtocolError as exc:  # one state alone is over the limit
+            await self.send(ident, Error(code=exc.code, message=str(exc), req=msg.req))
 
     def _view(self, task_id: str) -> TaskState:
         rec = self.book.get(task_id)
@@ -263,6 +268,9 @@ class TaskManager(Admin):
         await self._schedule()
 
     def _release(self, task_id: str, reason: str, given_up: list[TaskResult]) -> None:
+        rec = self.book.get(task_id)
+        if rec is None or rec.state != RUNNING:
+            return  # already finished (e.g. by the deadline): nothing to re-queue
         result = self.book.release(task_id, time.time(), reason)
         if result is not None:
             given_up.append(result)
@@ -284,6 +292,7 @@ class TaskManager(Admin):
             worker = self.registry.get(task.worker_id)
             if worker is not None:
                 worker.running.pop(task.spec.id, None)
+            self._orphans.pop(task.spec.id, None)
             result = self.book.give_up(task, "timeout", "no result by the deadline", time.time())
             logger.warning("task {} timed out on the manager's deadline", task.spec.id)
             self._recorded([result])

@@ -36,7 +36,7 @@ class TaskRecord:
     tried: set[str] = field(default_factory=set)
     result: TaskResult | None = None
 
-    def view(self) -> TaskState:
+    def view(self, with_result: bool = True) -> TaskState:
         return TaskState(
             id=self.spec.id,
             state=self.state,
@@ -44,7 +44,7 @@ class TaskRecord:
             description=self.spec.description,
             difficulty=self.spec.difficulty,
             worker=self.worker_id,
-            result=self.result,
+            result=self.result if with_result else None,
         )
 
 

@@ -71,11 +71,21 @@ def _refuse_ext(code: int, data: bytes) -> Any:
     raise ProtocolError(f"msgpack ext type {code} is not allowed")
 
 
-def encode(msg: Message) -> bytes:
-    """Encode one message as ``{"type": TYPE, **fields}``."""
+def encode(msg: Message, max_bytes: int = MAX_MESSAGE_BYTES) -> bytes:
+    """Encode one message as ``{"type": TYPE, **fields}``; never more than ``max_bytes``.
+
+    A message the receiver would refuse (or ZeroMQ would drop) is a clear
+    ``ProtocolError`` (code ``too_large``) here instead.
+    """
     body = plain(msg)
     body["type"] = msg.TYPE
-    return pack(body)
+    data = pack(body)
+    if len(data) > max_bytes:
+        raise ProtocolError(
+            f"{msg.TYPE} message of {len(data)} bytes is over the {max_bytes}-byte limit",
+            "too_large",
+        )
+    return data
 
 
 def encode_batches(
@@ -90,7 +100,7 @@ def encode_batches(
     while start < len(items):
         count = len(items) - start
         while True:
-            data = encode(build(list(items[start : start + count])))
+            data = encode(build(list(items[start : start + count])), max_bytes=1 << 62)
             if len(data) <= max_bytes:
                 break
             if count == 1:
@@ -101,6 +111,20 @@ def encode_batches(
             count = max(1, min(count - 1, count * max_bytes // len(data)))
         yield data
         start += count
+
+
+def batches_by_size(items: Sequence[T], budget: int) -> list[list[T]]:
+    """Group ``items`` in order so that each group's encoded records fit ``budget`` bytes."""
+    groups: list[list[T]] = []
+    size = 0
+    for item in items:
+        need = len(pack(plain(item))) + 16
+        if not groups or size + need > budget:
+            groups.append([])
+            size = 0
+        groups[-1].append(item)
+        size += need
+    return groups
 
 
 def decode(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> Message:

@@ -122,3 +122,19 @@ def test_decode_refuses_inconsistent_results() -> None:
     }
     with pytest.raises(ProtocolError):
         protocol.decode(msgpack.packb(body))
+
+
+def test_client_splits_a_large_submission_by_size(cluster: Cluster) -> None:
+    cluster.manager()
+    payload = "p" * (MAX_ITEM_BYTES // 2)  # ten of these are over twice the message limit
+    ids = submit(cluster, [TaskSpec(id=f"L{i}", payload=payload) for i in range(10)])
+    assert ids == [f"L{i}" for i in range(10)]
+
+
+def test_encoding_an_oversized_message_is_a_clear_error() -> None:
+    import protocol
+
+    big = protocol.Broadcast(sender="a", seq=1, time=1, data=b"x" * protocol.MAX_MESSAGE_BYTES)
+    with pytest.raises(ProtocolError, match="over the") as info:
+        protocol.encode(big)
+    assert info.value.code == "too_large"

@@ -243,3 +243,26 @@ def test_sigterm_manager_flushes_journal_and_exits_zero(cluster: Cluster) -> Non
     assert rows["queued"] == 5
     assert submit(cluster, [TaskSpec(id=i) for i in ids]) == []
     assert json.dumps(rows)  # the status is plain data
+
+
+def test_restart_with_an_orphan_past_its_deadline_records_it_once(cluster: Cluster) -> None:
+    mgr = cluster.manager()
+    w = cluster.worker("a", 5, *HANDLERS)
+    wait_until(connected(cluster, 1), what="worker")
+    submit(cluster, [TaskSpec(id="orphan", kind="sleep", payload=30, timeout=0.5)])
+    wait_until(lambda: running_on(cluster, "orphan") != "", what="task running")
+    w.signal(signal.SIGKILL)
+    mgr.signal(signal.SIGKILL)
+    mgr.stop()
+    mgr = cluster.manager()  # no worker comes back for the orphan
+    (state,) = wait_done(cluster, ["orphan"])
+    assert state.result is not None
+    assert state.result.status == "timeout"
+    time.sleep(2.0)  # past the window in which orphans wait for their worker
+    counts = status(cluster).counts
+    assert (counts["done"], counts["queued"], counts["running"]) == (1, 0, 0)
+    mgr.signal(signal.SIGTERM)
+    assert mgr.popen.wait(10) == 0
+    cluster.manager()
+    counts = status(cluster).counts
+    assert (counts["done"], counts["queued"], counts["running"]) == (1, 0, 0)

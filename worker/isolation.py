@@ -111,4 +111,8 @@ def _outcome(data: bytes) -> Any:
         return reply.get("output")
     if reply.get("type") == "TaskFailed":
         raise TaskFailed(reply.get("message", ""))
-    raise TaskError(str(reply.get("type")), str(reply.get("message")), str(reply.get("tb", "")))
+    raise TaskError(
+        str(reply.get("type"))[:200],
+        str(reply.get("message"))[:TRACEBACK_LIMIT],
+        str(reply.get("tb", ""))[-TRACEBACK_LIMIT:],
+    )

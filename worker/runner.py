@@ -247,4 +247,8 @@ def check_output(output: Any) -> None:
 
 def _error_info(exc: BaseException) -> ErrorInfo:
     text = "".join(traceback.format_exception(exc))
-    return ErrorInfo(type=type(exc).__name__, message=str(exc), traceback=text[-TRACEBACK_LIMIT:])
+    return ErrorInfo(
+        type=type(exc).__name__[:200],
+        message=str(exc)[:TRACEBACK_LIMIT],
+        traceback=text[-TRACEBACK_LIMIT:],
+    )
