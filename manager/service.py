@@ -157,6 +157,7 @@ class TaskManager(Admin):
         counts = dict(self.book.counts())
         counts.update({k: v for k, v in self.counters.items() if not k.startswith("rx.")})
         counts["gaps"] = self.gaps.missed
+        counts["journal_commits"] = self.journal.commits
         self.post(
             ident,
             StatusReply(

@@ -102,6 +102,7 @@ def test_submit_wait_status_results(cluster: Cluster, tmp_path: Path) -> None:
     assert [w["name"] for w in status["workers"]] == ["solo"]
     assert status["counts"]["done"] == 6
     assert status["counts"]["succeeded"] == 6
+    assert status["counts"]["journal_commits"] > 0
     table = taskmesh("results", "--port", port)
     assert table.returncode == 0
     assert table.stdout.splitlines()[0].split()[:2] == ["id", "description"]

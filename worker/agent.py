@@ -140,9 +140,6 @@ class Worker(AgentBase):
             Direct(sender=self.id, target=agent_id, seq=0, time=now_ns(), data=bytes(data))
         )
 
-    async def wait_connected(self, timeout: float | None = None) -> None:
-        await asyncio.wait_for(self._connected.wait(), timeout)
-
     @property
     def connected(self) -> bool:
         return self.state == CONNECTED
