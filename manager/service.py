@@ -42,15 +42,9 @@ from protocol import (
     encode,
     encode_batches,
 )
-from protocol.codec import pack, plain
+from protocol.codec import encoded_size
 
 MAX_TASKS_REPLY = 1000
-
-
-def encode_item(record: object) -> bytes:
-    return pack(plain(record))
-
-
 #: Queued tasks beyond which submissions are refused with ``busy`` (client backpressure).
 MAX_QUEUED = 1_000_000
 
@@ -130,7 +124,7 @@ class TaskManager(Admin):
             why = f"{queued} tasks queued (limit {self.max_queued}); retry later"
             await self.send(ident, Error(code="busy", message=why, req=msg.req))
             return
-        big = next((s.id for s in msg.tasks if len(encode_item(s)) > MAX_ITEM_BYTES), None)
+        big = next((s.id for s in msg.tasks if encoded_size(s) > MAX_ITEM_BYTES), None)
         if big is not None:
             why = f"task {big!r} is over {MAX_ITEM_BYTES} bytes; pass large data by reference"
             await self.send(ident, Error(code="too_large", message=why, req=msg.req))

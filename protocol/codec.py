@@ -113,12 +113,17 @@ def encode_batches(
         start += count
 
 
+def encoded_size(value: Any) -> int:
+    """Bytes ``value`` (a record or plain value) takes on the wire."""
+    return len(pack(plain(value)))
+
+
 def batches_by_size(items: Sequence[T], budget: int) -> list[list[T]]:
     """Group ``items`` in order so that each group's encoded records fit ``budget`` bytes."""
     groups: list[list[T]] = []
     size = 0
     for item in items:
-        need = len(pack(plain(item))) + 16
+        need = encoded_size(item) + 16
         if not groups or size + need > budget:
             groups.append([])
             size = 0

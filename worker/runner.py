@@ -24,7 +24,7 @@ from protocol import (
     TaskResult,
     encode_batches,
 )
-from protocol.codec import pack
+from protocol.codec import encoded_size
 from protocol.schema import check_native
 from worker.agent import Worker
 from worker.handlers import Handlers, TaskContext, TaskFailed
@@ -240,7 +240,7 @@ class TaskWorker(Worker):
 def check_output(output: Any) -> None:
     """An output must be msgpack-native and small enough to travel with others."""
     check_native(output, "output")
-    size = len(pack(output))
+    size = encoded_size(output)
     if size > MAX_ITEM_BYTES:
         raise ProtocolError(f"output of {size} bytes is over the {MAX_ITEM_BYTES}-byte limit")
 
