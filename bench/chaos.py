@@ -23,7 +23,7 @@ from typing import Any
 import click
 
 from manager.client import Client, ManagerUnavailable
-from manager.procs import Proc, ProcessFailed, spawn, wait_ready
+from manager.procs import Proc, ProcessFailed, spawn, start_manager
 from manager.table import render
 from protocol import TaskResult, TaskSpec, TaskState, build
 from protocol.codec import unpack
@@ -64,12 +64,12 @@ class Chaos:
 
     async def start_manager(self) -> None:
         name = f"manager-{self.tally['manager restarts'] + 1}"
-        ready = self.logs / f"{name}.json"
-        args = ["--port", str(self.port), "--db", str(self.logs / DB), "--ready-file", str(ready)]
-        self.manager = spawn(name, "manager", [*args, *FAST, "--liveness", "3"], self.logs)
-        self.procs.append(self.manager)
-        info = await asyncio.to_thread(wait_ready, self.manager, ready)
-        self.port = int(info["endpoint"].rsplit(":", 1)[1])
+        args = ["--db", str(self.logs / DB), *FAST, "--liveness", "3"]
+        manager, self.port = await asyncio.to_thread(
+            start_manager, name, args, self.logs, self.port
+        )
+        self.manager = manager
+        self.procs.append(manager)
 
     def start_worker(self) -> None:
         name = f"w{len(self.procs)}"  # unique: numbered by processes started so far

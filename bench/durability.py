@@ -22,7 +22,7 @@ from pathlib import Path
 import click
 
 from manager.client import Client
-from manager.procs import Proc, spawn, wait_ready
+from manager.procs import Proc, spawn, start_manager
 from manager.table import render
 from protocol import TaskSpec
 
@@ -54,16 +54,9 @@ def run_mode(args: list[str], tasks: int, batch: int, capacity: int) -> float:
     with tempfile.TemporaryDirectory(prefix="taskmesh-bench-") as tmp:
         logs = Path(tmp)
         try:
-            ready = logs / "ready.json"
-            mgr_args = [a.format(dir=tmp) for a in args]
-            manager = spawn(
-                "manager",
-                "manager",
-                ["--port", "0", "--ready-file", str(ready), "--log-level", "WARNING", *mgr_args],
-                logs,
-            )
+            mgr_args = ["--log-level", "WARNING", *(a.format(dir=tmp) for a in args)]
+            manager, port = start_manager("manager", mgr_args, logs)
             procs.append(manager)
-            port = int(wait_ready(manager, ready)["endpoint"].rsplit(":", 1)[1])
             for n in range(2):
                 procs.append(
                     spawn(

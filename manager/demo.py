@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from manager.client import Client
-from manager.procs import Proc, ProcessFailed, spawn, wait_ready
+from manager.procs import Proc, ProcessFailed, spawn, start_manager
 from protocol import TaskSpec
 
 SEED_TASKS = [
@@ -41,28 +41,10 @@ def _run(
     logs: Path, procs: list[Proc], time_scale: float, policy: str, log: Callable[[str], None]
 ) -> dict[str, Any]:
     launched = time.monotonic()
-    ready = logs / "manager.json"
-    manager = spawn(
-        "manager",
-        "manager",
-        [
-            "--port",
-            "0",
-            "--db",
-            ":memory:",
-            "--expect-workers",
-            str(len(SEED_WORKERS)),
-            "--policy",
-            policy,
-            "--ready-file",
-            str(ready),
-            "--heartbeat-interval",
-            "0.5",
-        ],
-        logs,
-    )
+    args = ["--db", ":memory:", "--expect-workers", str(len(SEED_WORKERS))]
+    args += ["--policy", policy, "--heartbeat-interval", "0.5"]
+    manager, port = start_manager("manager", args, logs)
     procs.append(manager)
-    port = int(wait_ready(manager, ready)["endpoint"].rsplit(":", 1)[1])
     log(f"manager listening on 127.0.0.1:{port} (pid {manager.pid})")
     for name, skill in SEED_WORKERS:
         proc = spawn(

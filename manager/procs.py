@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from worker.sockets import port_of
+
 
 class ProcessFailed(RuntimeError):
     """A process died or did not become ready; the message ends with its log."""
@@ -75,6 +77,24 @@ def spawn(
         env=full_env,
     )
     return Proc(name=name, popen=popen, log_path=log_path, _log=log)
+
+
+def start_manager(
+    name: str, args: list[str], log_dir: Path, port: int = 0, env: dict[str, str] | None = None
+) -> tuple[Proc, int]:
+    """Start ``python -m manager`` on ``port`` (0: any free one); return it and its bound port.
+
+    A manager that does not become ready is stopped before the error is raised.
+    """
+    ready = log_dir / f"{name}.ready.json"
+    ready.unlink(missing_ok=True)
+    args = ["--port", str(port), "--ready-file", str(ready), *args]
+    proc = spawn(name, "manager", args, log_dir, env)
+    try:
+        return proc, port_of(wait_ready(proc, ready)["endpoint"])
+    except ProcessFailed:
+        proc.stop()
+        raise
 
 
 def wait_ready(proc: Proc, ready_file: Path, timeout: float = 15.0) -> dict[str, Any]:

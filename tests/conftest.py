@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import pytest
 
 from manager.client import Client
-from manager.procs import Proc, spawn, wait_ready
+from manager.procs import Proc, spawn, start_manager
 
 T = TypeVar("T")
 
@@ -31,26 +31,19 @@ class Cluster:
     logs: Path
     procs: list[Proc] = field(default_factory=list)
     port: int = 0
-    db: Path | None = None
     _count: int = 0
 
-    def manager(self, *args: str, port: int | None = None, db: str | None = None) -> Proc:
-        """Start ``python -m manager``; waits until it listens.  Reuses the port on restart."""
+    def manager(self, *args: str) -> Proc:
+        """Start ``python -m manager`` on the cluster's journal; waits until it listens.
+
+        A restarted manager gets the port the first one bound, as in production.
+        """
         self._count += 1
-        ready = self.logs / f"manager-{self._count}.json"
-        if db is None:
-            self.db = self.db or self.logs / "journal.db"
-            db = str(self.db)
-        want = port if port is not None else self.port
-        proc = spawn(
-            f"manager-{self._count}",
-            "manager",
-            ["--port", str(want), "--db", db, "--ready-file", str(ready), *FAST, *args],
-            self.logs,
+        db = str(self.logs / "journal.db")
+        proc, self.port = start_manager(
+            f"manager-{self._count}", ["--db", db, *FAST, *args], self.logs, self.port
         )
         self.procs.append(proc)
-        info = wait_ready(proc, ready)
-        self.port = int(info["endpoint"].rsplit(":", 1)[1])
         return proc
 
     def worker(self, name: str, skill: int = 5, *args: str) -> Proc:
@@ -64,8 +57,9 @@ class Cluster:
         self.procs.append(proc)
         return proc
 
-    def script(self, name: str, path: Path, *args: str) -> Proc:
-        proc = spawn(name, "tests.helpers." + path.stem, list(args), self.logs)
+    def script(self, name: str, module: str, *args: str) -> Proc:
+        """Run ``python -m tests.helpers.<module> args``."""
+        proc = spawn(name, "tests.helpers." + module, list(args), self.logs)
         self.procs.append(proc)
         return proc
 

@@ -7,11 +7,11 @@ import signal
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from manager import Admin
 from protocol import AgentDetail
 from tests.conftest import Cluster
+from worker.sockets import port_of
 
 
 class Recorder(Admin):
@@ -45,10 +45,6 @@ async def admin_running(interval: float = 0.1) -> AsyncIterator[Recorder]:
         await asyncio.wait_for(task, 5)
 
 
-def port_of(admin: Admin) -> int:
-    return int(admin.endpoint.rsplit(":", 1)[1])
-
-
 async def next_item(queue: asyncio.Queue[object], timeout: float = 10.0) -> object:
     return await asyncio.wait_for(queue.get(), timeout)
 
@@ -58,7 +54,7 @@ async def messages(admin: Recorder, count: int) -> list[tuple[str, bytes, int]]:
 
 
 def agent(cluster: Cluster, admin: Admin, name: str) -> None:
-    cluster.script(name, Path("agent_proc.py"), str(port_of(admin)), name)
+    cluster.script(name, "agent_proc", str(port_of(admin.endpoint)), name)
 
 
 async def join(cluster: Cluster, admin: Recorder, *names: str) -> dict[str, AgentDetail]:
@@ -149,9 +145,9 @@ def test_agent_started_before_the_admin_connects_when_it_comes_up(cluster: Clust
     async def go() -> None:
         admin = Recorder()
         admin.open()
-        port = port_of(admin)
+        port = port_of(admin.endpoint)
         await admin.close()
-        cluster.script("early", Path("agent_proc.py"), str(port), "early")
+        cluster.script("early", "agent_proc", str(port), "early")
         await asyncio.sleep(1.0)  # the agent retries; it must not crash meanwhile
         assert cluster.procs[-1].alive()
         late = Recorder()

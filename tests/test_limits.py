@@ -10,7 +10,7 @@ import pytest
 
 from protocol import MAX_ITEM_BYTES, ProtocolError, TaskResult, TaskSpec
 from tests.conftest import Cluster
-from tests.test_reliability import HANDLERS, connected, submit, wait_done, wait_until
+from tests.helpers.ops import HANDLERS, connected, submit, wait_done, wait_until
 
 
 def test_output_over_the_limit_becomes_an_error_result(cluster: Cluster) -> None:

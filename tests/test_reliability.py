@@ -2,74 +2,30 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import time
-from collections.abc import Callable
 
-from manager.client import Client
-from protocol import StatusReply, TaskSpec, TaskState
+from protocol import TaskSpec
 from tests.conftest import Cluster
-
-HANDLERS = ("--handlers", "tests.helpers.handlers")
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def status(cluster: Cluster) -> StatusReply:
-    async def go() -> StatusReply:
-        async with cluster.client() as c:
-            return await c.status()
-
-    return cluster.run(go())
-
-
-def connected(cluster: Cluster, count: int) -> Callable[[], bool]:
-    return lambda: sum(w.state == "connected" for w in status(cluster).workers) >= count
-
-
-def submit(cluster: Cluster, tasks: list[TaskSpec]) -> list[str]:
-    async def go() -> list[str]:
-        async with cluster.client() as c:
-            return (await c.submit(tasks)).accepted
-
-    return cluster.run(go())
-
-
-def wait_done(cluster: Cluster, ids: list[str], timeout: float = 30.0) -> list[TaskState]:
-    async def go() -> list[TaskState]:
-        async with Client("127.0.0.1", cluster.port, timeout=2) as c:
-            return await c.wait(ids, timeout=timeout)
-
-    return cluster.run(go())
-
-
-def running_on(cluster: Cluster, task_id: str) -> str:
-    async def go() -> str:
-        async with cluster.client() as c:
-            (state,) = await c.tasks([task_id])
-            return state.worker if state.state == "running" else ""
-
-    return cluster.run(go())
+from tests.helpers.ops import (
+    HANDLERS,
+    connected,
+    freeze_or_kill_holder,
+    running_on,
+    status,
+    submit,
+    wait_done,
+    wait_until,
+)
 
 
 def test_sigkill_worker_mid_task_reruns_elsewhere(cluster: Cluster) -> None:
     cluster.manager()
-    a = cluster.worker("a", 5, *HANDLERS)
-    b = cluster.worker("b", 5, *HANDLERS)
+    workers = {n: cluster.worker(n, 5, *HANDLERS) for n in ("a", "b")}
     wait_until(connected(cluster, 2), what="2 workers")
     submit(cluster, [TaskSpec(id="t", kind="sleep", payload=1.0)])
-    wait_until(lambda: running_on(cluster, "t") != "", what="task running")
-    holder = running_on(cluster, "t")
-    victim, survivor = (a, "b") if holder.startswith("a-") else (b, "a")
-    victim.signal(signal.SIGKILL)
+    victim = freeze_or_kill_holder(cluster, "t", workers, signal.SIGKILL)
+    survivor = "b" if victim == "a" else "a"
     (state,) = wait_done(cluster, ["t"])
     assert state.result is not None
     assert state.result.success
@@ -82,14 +38,11 @@ def test_sigkill_worker_mid_task_reruns_elsewhere(cluster: Cluster) -> None:
 
 def test_sigstop_worker_late_result_is_a_counted_duplicate(cluster: Cluster) -> None:
     cluster.manager()
-    a = cluster.worker("a", 5, *HANDLERS)
-    b = cluster.worker("b", 5, *HANDLERS)
+    workers = {n: cluster.worker(n, 5, *HANDLERS) for n in ("a", "b")}
     wait_until(connected(cluster, 2), what="2 workers")
     submit(cluster, [TaskSpec(id="t", kind="sleep", payload=0.6)])
-    wait_until(lambda: running_on(cluster, "t") != "", what="task running")
-    holder = running_on(cluster, "t")
-    frozen, other = (a, "b") if holder.startswith("a-") else (b, "a")
-    frozen.signal(signal.SIGSTOP)
+    frozen_name = freeze_or_kill_holder(cluster, "t", workers, signal.SIGSTOP)
+    frozen, other = workers[frozen_name], "b" if frozen_name == "a" else "a"
     try:
         (state,) = wait_done(cluster, ["t"])
         assert state.result is not None
@@ -242,7 +195,6 @@ def test_sigterm_manager_flushes_journal_and_exits_zero(cluster: Cluster) -> Non
     rows = status(cluster).counts
     assert rows["queued"] == 5
     assert submit(cluster, [TaskSpec(id=i) for i in ids]) == []
-    assert json.dumps(rows)  # the status is plain data
 
 
 def test_restart_with_an_orphan_past_its_deadline_records_it_once(cluster: Cluster) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from protocol import TaskSpec, TaskState
 from tests.conftest import Cluster
-from tests.test_reliability import (
+from tests.helpers.ops import (
     HANDLERS,
     connected,
     running_on,

@@ -17,7 +17,7 @@ import zmq
 
 from protocol import PROTOCOL_VERSION, TaskSpec
 from tests.conftest import Cluster
-from tests.test_reliability import HANDLERS, connected, status, submit, wait_done, wait_until
+from tests.helpers.ops import HANDLERS, connected, status, submit, wait_done, wait_until
 
 
 class RawPeer:

@@ -28,6 +28,11 @@ def bind(sock: zmq.asyncio.Socket, host: str, port: int) -> str:
     return tcp(host, port)
 
 
+def port_of(endpoint: str) -> int:
+    """The port of a ``tcp://host:port`` endpoint."""
+    return int(endpoint.rsplit(":", 1)[1])
+
+
 def reachable(endpoint: str, via_host: str) -> str:
     """The manager's advertised endpoint as a peer reaching it through ``via_host`` sees it."""
     host, _, port = endpoint.removeprefix("tcp://").rpartition(":")
