@@ -22,11 +22,11 @@ from typing import Any
 
 import click
 
-from manager.client import Client, ManagerUnavailable
-from manager.procs import Proc, ProcessFailed, spawn, start_manager
-from manager.table import render
 from protocol import TaskResult, TaskSpec, TaskState, build
 from protocol.codec import unpack
+from taskmesh.client import Client, ManagerUnavailable
+from taskmesh.procs import Proc, ProcessFailed, spawn, start_manager
+from taskmesh.table import render
 
 REPO = Path(__file__).resolve().parent.parent
 FAST = ["--heartbeat-interval", "0.2"]

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import click
 
-from manager.client import Client
-from manager.procs import Proc, spawn, start_manager
-from manager.table import render
 from protocol import TaskSpec
+from taskmesh.client import Client
+from taskmesh.procs import Proc, spawn, start_manager
+from taskmesh.table import render
 
 MODES = {
     "memory (baseline)": ["--db", ":memory:"],

@@ -1,4 +1,4 @@
-from manager.cli import manager_main
+from manager.cli import main
 
 if __name__ == "__main__":  # not when multiprocessing's spawn imports it
-    manager_main()
+    main()

@@ -1,29 +1,31 @@
 """The manager's agent layer: Ceylon's ``Admin`` on a ROUTER and a PUB socket.
 
-On the manager's ``Endpoint`` (its sockets), it keeps membership (register →
-probe on PUB → ready → connected; heartbeats; loss), routes direct messages
-and re-publishes broadcasts.  The task layer
-(``manager.service``) adds its message handlers and hooks on top.
+It keeps membership (register → probe on PUB → ready → connected; heartbeats;
+loss), routes direct messages and re-publishes broadcasts.  The sockets are a
+component (``Endpoint`` over a ``Transport``); other layers attach through the
+``AdminHooks`` extension points (``use``), never by subclassing.  Users
+subclass ``Admin`` for Ceylon's callbacks (``on_message`` ...), as in Ceylon.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from loguru import logger
 
-from manager.endpoint import Endpoint, peer_name
-from manager.registry import CONNECTED, DRAINING, PENDING, AgentRecord, Registry
+from manager.config import ManagerConfig
+from manager.endpoint import Endpoint, Transport, peer_name
+from manager.hooks import AdminHooks, Handler
+from manager.registry import AgentRecord, Registry
+from manager.transport import ZmqRouter
 from protocol import (
-    DEFAULT_PORT,
-    DEFAULT_WORKSPACE_ID,
-    HEARTBEAT_INTERVAL,
-    LIVENESS,
-    MAX_MESSAGE_BYTES,
     PROTOCOL_VERSION,
+    AgentState,
     Broadcast,
     Bye,
     Direct,
@@ -32,51 +34,66 @@ from protocol import (
     Heartbeat,
     Joined,
     Left,
+    Message,
     Probe,
     Ready,
     Register,
     Roster,
     Welcome,
+    encode,
 )
-from worker.agent import Worker
-from worker.base import AgentBase, now_ns, ref_of, supervise
+from runtime.agent import AgentBase, PeerAgent, now_ns, ref_of
+from runtime.supervise import supervise
 
 
-class Admin(Endpoint, AgentBase):
-    """The manager agent.  ``await admin.arun_admin(inputs, workers)`` serves until ``stop()``."""
+class Admin(AgentBase):
+    """The manager agent.  ``await admin.arun_admin(inputs, workers)`` serves until ``stop()``.
+
+    ``Admin(name, port)`` as in Ceylon; any other setting of ``ManagerConfig``
+    by keyword, or a whole ``config``.
+    """
 
     def __init__(
         self,
-        name: str = "admin",
-        port: int = DEFAULT_PORT,
+        name: str | None = None,
+        port: int | None = None,
         *,
-        host: str = "127.0.0.1",
+        config: ManagerConfig | None = None,
         role: str = "admin",
-        workspace_id: str = DEFAULT_WORKSPACE_ID,
-        heartbeat_interval: float = HEARTBEAT_INTERVAL,
-        liveness: int = LIVENESS,
-        pub_port: int = 0,
-        max_message_bytes: int = MAX_MESSAGE_BYTES,
+        transport: Transport | None = None,
         clock: Callable[[], float] = time.monotonic,
+        **settings: Any,
     ) -> None:
-        AgentBase.__init__(self, name, role, workspace_id)
-        self.interval = heartbeat_interval
-        self.liveness = liveness
-        self.registry = Registry(clock, heartbeat_interval, liveness)
-        Endpoint.__init__(
-            self,
-            host=host,
-            port=port,
-            pub_port=pub_port,
-            max_message_bytes=max_message_bytes,
-            send_timeout=self.registry.window,
-            clock=clock,
+        given: dict[str, Any] = {k: v for k, v in (("name", name), ("port", port)) if v is not None}
+        cfg = dataclasses.replace(config or ManagerConfig(), **given, **settings)
+        AgentBase.__init__(self, cfg.name, role, cfg.workspace)
+        self.config = cfg
+        self.clock = clock
+        self.registry = Registry(clock, cfg.heartbeat_interval, cfg.liveness)
+        self.transport: Transport = transport or ZmqRouter(
+            host=cfg.bind,
+            port=cfg.port,
+            pub_port=cfg.pub_port,
+            max_bytes=cfg.max_message_bytes,
+            send_timeout=cfg.window,
         )
+        self.endpoint = Endpoint(
+            self.transport,
+            self._dispatch,
+            max_bytes=cfg.max_message_bytes,
+            clock=clock,
+            before_ack=self._before_ack,
+            on_unreachable=self._unreachable,
+            room=self.wait_for_room,
+        )
+        self.counters = self.endpoint.counters
         self.epoch = uuid.uuid4().hex[:16]
         self.started = clock()
-        self._workers: list[Worker] = []
-        self._last_beat = 0.0
-        self._handlers = {
+        self.hooks: list[AdminHooks] = []
+        self._workers: list[PeerAgent] = []
+        self._last_beat = -float("inf")
+        self._open = False
+        self._handlers: dict[type[Message], Handler] = {
             Register: self._on_register,
             Ready: self._on_ready,
             Heartbeat: self._on_heartbeat,
@@ -86,17 +103,22 @@ class Admin(Endpoint, AgentBase):
             Broadcast: self._on_broadcast,
         }
 
+    def use(self, extension: AdminHooks) -> None:
+        """Attach a layer: its message handlers and its hooks (see ``manager.hooks``)."""
+        self.hooks.append(extension)
+        self._handlers.update(extension.message_handlers())
+
     # ------------------------------------------------------------------ Ceylon API
 
-    async def arun_admin(self, inputs: bytes = b"", workers: Sequence[Worker] = ()) -> None:
+    async def arun_admin(self, inputs: bytes = b"", workers: Sequence[PeerAgent] = ()) -> None:
         """Bind, run ``run(inputs)`` and the in-process ``workers``; return after ``stop()``."""
         self._workers = list(workers)
-        if self._router is None:
+        if not self._open:
             self.open()
         try:
             await supervise(
                 self.stopping,
-                self._recv_loop(),
+                self.endpoint.serve(),
                 self._tick_loop(),
                 self._dispatch_loop(),
                 self._run_user(inputs),
@@ -112,47 +134,88 @@ class Admin(Endpoint, AgentBase):
 
     async def broadcast(self, data: bytes) -> None:
         """Send ``data`` to every connected agent (they get it in ``on_message``)."""
-        msg = Broadcast(sender=self.id, seq=self._next_seq(), time=now_ns(), data=bytes(data))
-        await self._publish(msg)
+        self.endpoint.publish(
+            Broadcast(sender=self.id, seq=self._next_seq(), time=now_ns(), data=bytes(data))
+        )
+        await self.endpoint.flush()
 
     async def send_direct(self, agent_id: str, data: bytes) -> None:
         """Send ``data`` to one connected agent; ``LookupError`` if it is not connected."""
         rec = self.registry.get(agent_id)
-        if rec is None or rec.state == PENDING:
+        if rec is None or rec.state == AgentState.PENDING:
             raise LookupError(f"no connected agent {agent_id!r}")
         msg = Direct(sender=self.id, target=agent_id, seq=0, time=now_ns(), data=bytes(data))
-        await self.send(agent_id.encode(), msg)
+        self.endpoint.post(agent_id.encode(), msg)
+        await self.endpoint.flush()
 
     # ------------------------------------------------------------------ lifecycle
 
+    @property
+    def address(self) -> str:
+        """The ROUTER endpoint actually bound (``tcp://host:port``)."""
+        return self.transport.endpoint
+
+    @property
+    def pub_endpoint(self) -> str:
+        return self.transport.pub_endpoint
+
     def open(self) -> None:
         """Bind both sockets (synchronous, so errors surface at once)."""
-        self.bind_sockets()
+        self.transport.open()
+        self._open = True
         self.started = self.clock()
         logger.info(
             "{} listening on {} (broadcasts on {}), epoch {}",
             self.name,
-            self.endpoint,
+            self.address,
             self.pub_endpoint,
             self.epoch,
         )
 
     async def close(self) -> None:
-        await self._flush()
+        """Commit and send what is pending, say goodbye to every agent, close the sockets."""
+        if not self._open:
+            return
+        await self.endpoint.flush()
         for rec in self.registry:
-            await self.send(rec.id.encode(), Bye(reason="manager stopping"))
-        self._close_sockets()
+            self.endpoint.post(rec.id.encode(), Bye(reason="manager stopping"))
+        await self.endpoint.flush()
+        for hook in self.hooks:
+            hook.on_close()
+        self.transport.close()
+        self._open = False
 
-    def _heard_from(self, ident: bytes) -> None:
-        self.registry.touch(peer_name(ident))
+    def post(self, ident: bytes, msg: Message | bytes) -> None:
+        """Send to one peer after the current batch is committed."""
+        self.endpoint.post(ident, msg)
+
+    # ------------------------------------------------------------------ dispatch
+
+    def _dispatch(self, ident: bytes, msg: Message) -> None:
+        self.registry.touch(peer_name(ident))  # any message is proof of life
+        handler = self._handlers.get(type(msg))
+        if handler is None:
+            self.endpoint.bad(ident, f"unexpected {msg.TYPE} message", b"")
+            self.post(ident, Error(code="unexpected", message=f"{msg.TYPE} is not for me"))
+            return
+        handler(ident, msg)
+
+    def _before_ack(self) -> None:
+        for hook in self.hooks:
+            hook.before_ack()
+
+    def _unreachable(self, ident: bytes) -> None:
+        rec = self.registry.get(peer_name(ident))
+        if rec is not None:
+            self._drop_record(rec, "lost: unreachable")
 
     # ------------------------------------------------------------------ membership
 
-    async def _on_register(self, ident: bytes, msg: Register) -> None:
+    def _on_register(self, ident: bytes, msg: Register) -> None:
         problem = self._refusal(ident, msg)
         if problem is not None:
-            logger.warning("refused registration of {}: {}", msg.agent_id, problem.message)
-            await self.send(ident, problem)
+            logger.warning("refused registration of {}: {}", msg.agent_id[:64], problem.message)
+            self.post(ident, problem)
             return
         rec, old = self.registry.add(
             msg.agent_id,
@@ -162,11 +225,12 @@ class Admin(Endpoint, AgentBase):
             capacity=msg.capacity,
             kinds=frozenset(msg.kinds),
         )
-        await self._agent_registered(rec, old, msg)
+        for hook in self.hooks:
+            hook.on_joined(rec, old, msg)
         if old is not None:  # what the old record still holds is released, pending or not
-            await self._drop_record(old, "re-registered")
+            self._drop_record(old, "re-registered")
         logger.debug("{} ({}) registered, probing its SUB", msg.name, msg.agent_id)
-        await self.send(
+        self.post(
             ident,
             Welcome(
                 version=PROTOCOL_VERSION,
@@ -174,8 +238,8 @@ class Admin(Endpoint, AgentBase):
                 manager_name=self.name,
                 epoch=self.epoch,
                 pub_endpoint=self.pub_endpoint,
-                heartbeat_interval=self.interval,
-                liveness=self.liveness,
+                heartbeat_interval=self.config.heartbeat_interval,
+                liveness=self.config.liveness,
             ),
         )
 
@@ -189,7 +253,7 @@ class Admin(Endpoint, AgentBase):
         if msg.workspace_id != self.workspace_id:
             return Error(
                 code="workspace",
-                message=f"workspace {msg.workspace_id!r} is not served here "
+                message=f"workspace {msg.workspace_id[:64]!r} is not served here "
                 f"(this manager serves {self.workspace_id!r})",
             )
         if msg.agent_id != peer_name(ident) or not msg.agent_id or msg.agent_id == self.id:
@@ -198,127 +262,114 @@ class Admin(Endpoint, AgentBase):
             return Error(code="registration", message="skill and capacity must not be negative")
         return None
 
-    async def _on_ready(self, ident: bytes, msg: Ready) -> None:
+    def _on_ready(self, ident: bytes, msg: Ready) -> None:
         rec = self.registry.get(peer_name(ident))
         if rec is None or msg.epoch != self.epoch:
-            await self._unknown(ident)
+            self.unknown(ident)
             return
-        if rec.state != PENDING:
+        if rec.state != AgentState.PENDING:
             return
-        rec.state = CONNECTED
+        rec.state = AgentState.CONNECTED
         logger.info(
             "{} connected ({}, skill {}, capacity {})", rec.name, rec.role, rec.skill, rec.capacity
         )
-        await self._publish(Joined(agent=ref_of(rec.detail)))
+        self.endpoint.publish(Joined(agent=ref_of(rec.detail)))
         others = [ref_of(r.detail) for r in self.registry.connected() if r.id != rec.id]
-        await self.send(ident, Roster(agents=[ref_of(self.details()), *others]))
-        await self._peer_up(rec.detail)
-        await self._agent_connected(rec)
+        self.post(ident, Roster(agents=[ref_of(self.details()), *others]))
+        self.peer_up(rec.detail)
+        for hook in self.hooks:
+            hook.on_ready(rec)
 
-    async def _on_heartbeat(self, ident: bytes, msg: Heartbeat) -> None:
+    def _on_heartbeat(self, ident: bytes, msg: Heartbeat) -> None:
         if peer_name(ident) not in self.registry:
-            await self._unknown(ident)
+            self.unknown(ident)
 
-    async def _on_bye(self, ident: bytes, msg: Bye) -> None:
+    def _on_bye(self, ident: bytes, msg: Bye) -> None:
         rec = self.registry.get(peer_name(ident))
         if rec is not None:
-            await self._drop_record(rec, f"left ({msg.reason or 'bye'})")
+            self._drop_record(rec, f"left ({msg.reason[:200] or 'bye'})")
 
-    async def _on_drain(self, ident: bytes, msg: Drain) -> None:
+    def _on_drain(self, ident: bytes, msg: Drain) -> None:
         rec = self.registry.get(peer_name(ident))
         if rec is None:
-            await self._unknown(ident)
-        elif rec.state == CONNECTED:
-            rec.state = DRAINING
+            self.unknown(ident)
+        elif rec.state == AgentState.CONNECTED:
+            rec.state = AgentState.DRAINING
             logger.info("{} is draining: {} task(s) in flight", rec.name, len(rec.running))
 
-    async def _unknown(self, ident: bytes) -> None:
+    def unknown(self, ident: bytes) -> None:
         self.counters["unknown_peer"] += 1
-        await self.send(ident, Error(code="unknown_peer", message="not registered: register first"))
+        self.post(ident, Error(code="unknown_peer", message="not registered: register first"))
 
-    async def _drop_record(self, rec: AgentRecord, reason: str) -> None:
+    def _drop_record(self, rec: AgentRecord, reason: str) -> None:
         if self.registry.get(rec.id) is rec:
             self.registry.remove(rec.id)
         level = "INFO" if reason.startswith(("left", "re-registered")) else "WARNING"
         logger.log(level, "{} disconnected: {}", rec.name, reason)
-        if rec.state != PENDING:
-            await self._publish(Left(agent=ref_of(rec.detail), reason=reason))
-            await self._peer_down(rec.id)
-        await self._agent_lost(rec, reason)
+        if rec.state != AgentState.PENDING:
+            self.endpoint.publish(Left(agent=ref_of(rec.detail), reason=reason))
+            self.peer_down(rec.id)
+        for hook in self.hooks:
+            hook.on_lost(rec, reason)
 
     # ------------------------------------------------------------------ routing
 
-    async def _on_direct(self, ident: bytes, msg: Direct) -> None:
-        if not await self._is_member(ident, msg.sender):
+    def _on_direct(self, ident: bytes, msg: Direct) -> None:
+        if not self._is_member(ident, msg.sender):
             return
         if msg.target == self.id:
-            await self._deliver(msg.sender, msg.data, msg.time)
+            self.deliver(msg.sender, msg.data, msg.time)
             return
         target = self.registry.get(msg.target)
-        if target is None or target.state == PENDING:
-            await self.send(
-                ident, Error(code="unknown_target", message=f"no connected agent {msg.target!r}")
+        if target is None or target.state == AgentState.PENDING:
+            self.post(
+                ident,
+                Error(code="unknown_target", message=f"no connected agent {msg.target[:64]!r}"),
             )
             return
-        if not await self.send(msg.target.encode(), msg):
-            await self.send(
-                ident, Error(code="unknown_target", message=f"{msg.target!r} is unreachable")
-            )
 
-    async def _on_broadcast(self, ident: bytes, msg: Broadcast) -> None:
-        if not await self._is_member(ident, msg.sender):
+        def unreachable() -> None:
+            self.post(ident, Error(code="unknown_target", message=f"{msg.target!r} is unreachable"))
+
+        self.endpoint.post(msg.target.encode(), msg, on_fail=unreachable)
+
+    def _on_broadcast(self, ident: bytes, msg: Broadcast) -> None:
+        if not self._is_member(ident, msg.sender):
             return
-        await self._publish(msg)
-        await self._deliver(msg.sender, msg.data, msg.time, msg.seq)
+        self.endpoint.publish(msg)
+        self.deliver(msg.sender, msg.data, msg.time, msg.seq)
 
-    async def _is_member(self, ident: bytes, sender: str) -> bool:
+    def _is_member(self, ident: bytes, sender: str) -> bool:
         rec = self.registry.get(peer_name(ident))
-        if rec is None or rec.state == PENDING:
-            await self._unknown(ident)
+        if rec is None or rec.state == AgentState.PENDING:
+            self.unknown(ident)
             return False
         if sender != rec.id:
-            self._bad(ident, f"claims to be {sender!r}", b"")
-            await self.send(
-                ident, Error(code="spoofed_sender", message="sender must be your own id")
-            )
+            self.endpoint.bad(ident, f"claims to be {sender[:64]!r}", b"")
+            self.post(ident, Error(code="spoofed_sender", message="sender must be your own id"))
             return False
         return True
 
     # ------------------------------------------------------------------ timers
 
     async def _tick_loop(self) -> None:
-        period = min(self.interval / 4, 0.1)
+        period = min(self.config.heartbeat_interval / 4, 0.1)
         while True:
-            await self._tick()
+            self.tick()
+            await self.endpoint.flush()
             await asyncio.sleep(period)
 
-    async def _tick(self) -> None:
+    def tick(self) -> None:
+        """Expire silent agents, probe pending ones, heartbeat, then the hooks' ``on_tick``."""
         now = self.clock()
-        for rec in self.registry.expired(self.heard_until()):
-            await self._drop_record(rec, f"lost: silent for {now - rec.last_seen:.1f}s")
+        for rec in self.registry.expired(self.endpoint.heard_until()):
+            self._drop_record(rec, f"lost: silent for {now - rec.last_seen:.1f}s")
         for rec in self.registry.pending():
-            await self._publish(Probe(agent_id=rec.id, epoch=self.epoch))
-        if now - self._last_beat >= self.interval:
+            self.endpoint.publish(Probe(agent_id=rec.id, epoch=self.epoch))
+        if now - self._last_beat >= self.config.heartbeat_interval:
             self._last_beat = now
-            beat = Heartbeat(epoch=self.epoch, time=now_ns())
+            beat = encode(Heartbeat(epoch=self.epoch, time=now_ns()), self.config.max_message_bytes)
             for rec in self.registry:
-                if not await self.send(rec.id.encode(), beat):
-                    await self._drop_record(rec, "lost: unreachable")
-        await self._tick_tasks(now)
-        await self._flush()
-
-    # ------------------------------------------------------------------ task-layer hooks
-
-    async def _agent_registered(
-        self, rec: AgentRecord, old: AgentRecord | None, msg: Register
-    ) -> None:
-        """A (re-)registration was accepted."""
-
-    async def _agent_connected(self, rec: AgentRecord) -> None:
-        """``rec`` became connected."""
-
-    async def _agent_lost(self, rec: AgentRecord, reason: str) -> None:
-        """``rec`` left, was lost, or was replaced by a re-registration."""
-
-    async def _tick_tasks(self, now: float) -> None:
-        """Called every tick with the clock's time."""
+                self.post(rec.id.encode(), beat)
+        for hook in self.hooks:
+            hook.on_tick(now)

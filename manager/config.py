@@ -1,33 +1,68 @@
-"""The manager's settings, as the CLI parsed them."""
+"""The manager's settings: one declaration each (default, help, environment variable)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from protocol import (
-    DEFAULT_PORT,
-    DEFAULT_WORKSPACE_ID,
-    HEARTBEAT_INTERVAL,
-    LIVENESS,
-    MAX_MESSAGE_BYTES,
-)
+from manager.scheduler import POLICIES
+from runtime.config import AgentConfig, manager_port
+from runtime.settings import setting
+
+#: How a task that no connected worker is skilled enough for is handled.
+UNMATCHED = ("wait", "strongest")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ManagerConfig:
-    host: str = "127.0.0.1"
-    port: int = DEFAULT_PORT
-    pub_port: int = 0
-    name: str = "manager"
-    workspace: str = DEFAULT_WORKSPACE_ID
-    policy: str = "best-fit"
-    unmatched: str = "wait"  # or "strongest": run tasks nobody is skilled for on the strongest
-    expect_workers: int = 0
-    max_attempts: int = 3
-    heartbeat_interval: float = HEARTBEAT_INTERVAL
-    liveness: int = LIVENESS
-    max_message_bytes: int = MAX_MESSAGE_BYTES
-    db: str = "taskmesh.db"
-    fsync: bool = False
-    max_queued: int = 1_000_000
-    ready_file: str | None = None
+def policy() -> Any:
+    """``--policy`` / ``TASKMESH_POLICY``: how a worker is chosen for a task."""
+    return setting("best-fit", help="How a worker is chosen for a task.", choices=tuple(POLICIES))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ManagerConfig(AgentConfig):
+    name: str = setting("manager", help="The manager's display name.", env="TASKMESH_MANAGER_NAME")
+    bind: str = setting(
+        "127.0.0.1",
+        help="Address to listen on ('0.0.0.0': every interface).",
+        metavar="ADDRESS",
+    )
+    port: int = manager_port("Port to listen on for workers and clients (ROUTER; 0: any free).")
+    pub_port: int = setting(
+        0, help="Port to publish broadcasts on (PUB; 0: any free).", low=0, high=65535
+    )
+    policy: str = policy()
+    unmatched: str = setting(
+        "wait",
+        help="A task no connected worker is skilled enough for: wait for one, "
+        "or run it on the strongest free worker.",
+        choices=UNMATCHED,
+    )
+    expect_workers: int = setting(
+        0,
+        help="Hold assignments until this many workers are connected (once, at start).",
+        low=0,
+        high=100_000,
+    )
+    expect_timeout: float = setting(
+        60.0,
+        help="Seconds to hold assignments for --expect-workers before assigning anyway.",
+        low=0,
+        high=86_400,
+    )
+    max_attempts: int = setting(
+        3, help="Give a task up after losing its worker this many times.", low=1, high=100
+    )
+    db: str = setting(
+        "taskmesh.db",
+        help="SQLite journal file (':memory:' keeps nothing: a restart forgets every task).",
+        metavar="PATH",
+    )
+    fsync: bool = setting(
+        False, help="fsync every journal commit (survives power loss, not just kills)."
+    )
+    max_queued: int = setting(
+        1_000_000, help="Refuse submissions ('busy') beyond this many queued tasks.", low=1
+    )
+    ready_file: str | None = setting(
+        None, help="Write the bound endpoints here as JSON once listening.", metavar="PATH"
+    )

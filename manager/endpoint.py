@@ -1,10 +1,14 @@
-"""The manager's sockets: a ROUTER for directed traffic and a PUB for broadcasts.
+"""The manager's message pump: receive in batches, decode, dispatch, commit, then reply.
 
-The one I/O layer of the manager process.  It binds, reads the ROUTER in
-batches, decodes at one place where peer input may fail (a bad frame becomes
-a warning, a count and, where the sender is routable, an ``Error`` reply),
-dispatches by message type, commits once per batch and only then sends the
-replies that promised durability (``post``).
+The one place where peer input enters the manager.  A frame that cannot be
+decoded becomes a warning, a count and (the sender is routable) an ``Error``
+reply; a handler's bug is logged and counted; nothing here stops the loop.
+
+Handlers never send: they ``post`` replies and ``publish`` broadcasts, which
+wait in the outbox.  ``flush`` first calls ``before_ack`` (the journal's
+commit) and only then sends what the outbox holds, so every acknowledgement
+leaves after the state it acknowledges is durable (group commit: one commit
+per received batch).  The sockets themselves are a ``Transport``.
 """
 
 from __future__ import annotations
@@ -12,21 +16,37 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Protocol
 
-import zmq
-import zmq.asyncio
 from loguru import logger
 
 from protocol import Error, Message, ProtocolError, decode, encode
-from worker.sockets import bind, configure, send_frames
+from runtime.agent import YIELD_EVERY
 
-Handler = Callable[[bytes, Any], Awaitable[None]]
+Dispatch = Callable[[bytes, Message], None]
+OnFail = Callable[[], None]
 
 #: Messages handled between two commits of the journal (group commit).
 RECV_BATCH = 256
-#: Sends between two forced yields to the event loop.
-YIELD_EVERY = 256
+
+
+class Transport(Protocol):
+    """What ``Endpoint`` needs of the sockets (``manager.transport.ZmqRouter``)."""
+
+    endpoint: str
+    pub_endpoint: str
+
+    def open(self) -> None: ...
+
+    async def recv(self) -> list[bytes]: ...
+
+    async def recv_nowait(self) -> list[bytes] | None: ...
+
+    async def send(self, ident: bytes, body: bytes) -> bool: ...
+
+    async def publish(self, body: bytes) -> None: ...
+
+    def close(self) -> None: ...
 
 
 def peer_name(ident: bytes) -> str:
@@ -34,62 +54,72 @@ def peer_name(ident: bytes) -> str:
     return ident.decode("utf-8", "backslashreplace")
 
 
+def _nothing() -> None:
+    pass
+
+
+async def _no_wait() -> None:
+    pass
+
+
 class Endpoint:
-    """ROUTER + PUB with batched receive, group commit and bounded sends."""
+    """Batched receive, decode, dispatch, group commit and the outbox, over a ``Transport``."""
 
     def __init__(
         self,
+        transport: Transport,
+        dispatch: Dispatch,
         *,
-        host: str,
-        port: int,
-        pub_port: int,
-        max_message_bytes: int,
-        send_timeout: float,
+        max_bytes: int,
         clock: Callable[[], float],
+        before_ack: Callable[[], None] = _nothing,
+        on_unreachable: Callable[[bytes], None] | None = None,
+        room: Callable[[], Awaitable[None]] = _no_wait,
     ) -> None:
-        self.host = host
-        self.port = port
-        self.pub_port = pub_port
-        self.max_bytes = max_message_bytes
-        self.send_timeout = send_timeout
+        self.transport = transport
+        self.dispatch = dispatch
+        self.max_bytes = max_bytes
         self.clock = clock
-        self.endpoint = ""
-        self.pub_endpoint = ""
+        self.before_ack = before_ack
+        self.on_unreachable = on_unreachable
+        self.room = room
         self.counters: Counter[str] = Counter()
-        self._handlers: dict[type[Message], Handler] = {}
-        self._ctx: zmq.asyncio.Context | None = None
-        self._router: zmq.asyncio.Socket | None = None
-        self._pub: zmq.asyncio.Socket | None = None
-        self._outbox: list[tuple[bytes, Message | bytes]] = []
+        self._outbox: list[tuple[bytes | None, bytes, OnFail | None]] = []
         self._drained_at = clock()  # when the ROUTER was last read to the end
         self._recv_idle = False
-        self._published = 0
 
-    def bind_sockets(self) -> None:
-        """Create the context and bind both sockets (synchronous, so errors surface at once)."""
-        self._ctx = zmq.asyncio.Context()
-        self._router = self._ctx.socket(zmq.ROUTER)
-        configure(self._router, self.max_bytes)
-        self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        self._router.setsockopt(zmq.ROUTER_HANDOVER, 1)
-        self._pub = self._ctx.socket(zmq.PUB)
-        configure(self._pub, self.max_bytes)
-        self._pub.setsockopt(zmq.SNDHWM, 100_000)
-        try:
-            self.endpoint = bind(self._router, self.host, self.port)
-            self.pub_endpoint = bind(self._pub, self.host, self.pub_port)
-        except (zmq.ZMQError, ValueError):
-            self._close_sockets()
-            raise
+    # ------------------------------------------------------------------ outgoing
 
-    def _close_sockets(self) -> None:
-        if self._router is not None:
-            self._router.close(linger=200)  # let the goodbyes go out
-        if self._pub is not None:
-            self._pub.close(linger=0)
-        if self._ctx is not None:
-            self._ctx.term()
-        self._router = self._pub = self._ctx = None
+    def post(self, ident: bytes, msg: Message | bytes, on_fail: OnFail | None = None) -> None:
+        """Send to one peer after the next commit; ``on_fail`` runs if it cannot be delivered.
+
+        Raises ``ProtocolError`` (code ``too_large``) for a message too large to send.
+        """
+        body = msg if isinstance(msg, bytes) else encode(msg, self.max_bytes)
+        self._outbox.append((ident, body, on_fail))
+
+    def publish(self, msg: Message | bytes) -> None:
+        """Send to every subscriber (PUB), in order with the posts around it."""
+        body = msg if isinstance(msg, bytes) else encode(msg, self.max_bytes)
+        self._outbox.append((None, body, None))
+
+    async def flush(self) -> None:
+        """Commit what was handled, then send what it earned, in order."""
+        self.before_ack()
+        outbox, self._outbox = self._outbox, []
+        for count, (ident, body, on_fail) in enumerate(outbox, 1):
+            if ident is None:
+                await self.transport.publish(body)
+            elif not await self.transport.send(ident, body):
+                self.counters["send_failures"] += 1
+                if on_fail is not None:
+                    on_fail()
+                elif self.on_unreachable is not None:
+                    self.on_unreachable(ident)
+            if count % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # a long outbox must not starve the timers
+
+    # ------------------------------------------------------------------ incoming
 
     def heard_until(self) -> float:
         """Until when every message that arrived has been read (for liveness)."""
@@ -97,94 +127,46 @@ class Endpoint:
             self._drained_at = self.clock()
         return self._drained_at
 
-    def _heard_from(self, ident: bytes) -> None:
-        """Hook: any message from ``ident`` arrived (proof of life)."""
-
-    async def send(self, ident: bytes, msg: Message | bytes) -> bool:
-        """Send a message (or one already encoded) to one peer.
-
-        ``False`` when ZeroMQ cannot route to it (it is gone) or it takes
-        nothing within ``send_timeout``.
-        """
-        if self._router is None:
-            return False
-        body = msg if isinstance(msg, bytes) else encode(msg)
-        try:
-            await send_frames(self._router, [ident, body], self.send_timeout)
-        except (zmq.ZMQError, TimeoutError) as exc:
-            self.counters["send_failures"] += 1
-            logger.debug("cannot send to {}: {!r}", ident[:64], exc)
-            return False
-        return True
-
-    async def _publish(self, msg: Message) -> None:
-        if self._pub is not None:
-            await self._pub.send(encode(msg))
-            self._published += 1
-            if self._published % YIELD_EVERY == 0:
-                await asyncio.sleep(0)  # a publishing loop must not starve heartbeats
-
-    def post(self, ident: bytes, msg: Message | bytes) -> None:
-        """Send after the next commit: for replies that promise durability (acks)."""
-        self._outbox.append((ident, msg))
-
-    async def _flush(self) -> None:
-        """Commit what the handled batch changed, then send what it earned."""
-        self._commit()
-        outbox, self._outbox = self._outbox, []
-        for ident, msg in outbox:
-            await self.send(ident, msg)
-
-    def _commit(self) -> None:
-        """Hook: make the state changes of the last batch durable."""
-
-    async def _recv_loop(self) -> None:
+    async def serve(self) -> None:
         """Handle whatever is waiting (up to ``RECV_BATCH``), then commit once and reply."""
-        router = self._router
-        assert router is not None
         while True:
             self._recv_idle = True
-            frames = await router.recv_multipart()
+            frames = await self.transport.recv()
             self._recv_idle = False
-            await self._handle_frames(frames)
+            self.handle(frames)
             for _ in range(RECV_BATCH - 1):
-                try:
-                    frames = await router.recv_multipart(flags=zmq.NOBLOCK)
-                except zmq.Again:
+                more = await self.transport.recv_nowait()
+                if more is None:
                     self._drained_at = self.clock()
                     break
-                await self._handle_frames(frames)
-            await self._flush()
+                self.handle(more)
+            await self.flush()
+            await self.room()  # callbacks backed up: stop reading until they catch up
             await asyncio.sleep(0)  # let the timers run between batches
 
-    async def _handle_frames(self, frames: list[bytes]) -> None:
-        """The one place where peer input can fail; nothing here stops the loop."""
+    def handle(self, frames: list[bytes]) -> None:
+        """Decode and dispatch one message; the one place where peer input can fail."""
         ident = frames[0]
         if len(frames) != 2:
-            self._bad(ident, f"expected 1 body frame, got {len(frames) - 1}", b"")
+            self.bad(ident, f"expected 1 body frame, got {len(frames) - 1}", b"")
             return
         body = frames[1]
         try:
             msg = decode(body, self.max_bytes)
         except ProtocolError as exc:
-            self._bad(ident, str(exc), body)
-            await self.send(ident, Error(code=exc.code, message=str(exc)))
-            return
-        self._heard_from(ident)
-        handler = self._handlers.get(type(msg))
-        if handler is None:
-            self._bad(ident, f"unexpected {msg.TYPE} message", body)
-            await self.send(ident, Error(code="unexpected", message=f"{msg.TYPE} is not for me"))
+            self.bad(ident, str(exc), body)
+            self.post(ident, Error(code=exc.code, message=str(exc)[:200]))
             return
         self.counters[f"rx.{msg.TYPE}"] += 1
         try:
-            await handler(ident, msg)
+            self.dispatch(ident, msg)
         except Exception:
             self.counters["handler_errors"] += 1
             logger.exception("handler for {} from {} failed", msg.TYPE, peer_name(ident))
 
-    def _bad(self, ident: bytes, why: str, body: bytes) -> None:
+    def bad(self, ident: bytes, why: str, body: bytes) -> None:
+        """Count and log a message that was refused."""
         self.counters["bad_messages"] += 1
         logger.warning(
-            "bad message from {}: {} (first bytes {!r})", peer_name(ident), why, body[:32]
+            "bad message from {}: {} (first bytes {!r})", peer_name(ident)[:64], why, body[:32]
         )

@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from protocol import TaskResult, TaskSpec, build
+from protocol import TaskResult, TaskSpec, TaskStatus, build
 from protocol.codec import pack, plain, unpack
 
 SCHEMA = """
@@ -34,7 +34,7 @@ CREATE INDEX IF NOT EXISTS tasks_state ON tasks(state);
 @dataclass(frozen=True, slots=True)
 class JournalRow:
     spec: TaskSpec
-    state: str
+    state: TaskStatus
     attempt: int
     worker: str
     result: TaskResult | None
@@ -93,7 +93,7 @@ class Journal:
         for spec, state, attempt, worker, result in cur:
             yield JournalRow(
                 spec=build(TaskSpec, unpack(spec)),
-                state=state,
+                state=TaskStatus(state),
                 attempt=attempt,
                 worker=worker,
                 result=build(TaskResult, unpack(result)) if result is not None else None,

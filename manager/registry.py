@@ -5,11 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from protocol import AgentDetail, WorkerInfo
-
-PENDING = "pending"  # registered on the DEALER, SUB not yet proven
-CONNECTED = "connected"  # both channels proven; counts for scheduling and callbacks
-DRAINING = "draining"  # said it is stopping: no new work, still finishing
+from protocol import AgentDetail, AgentState, WorkerInfo
 
 
 @dataclass(slots=True)
@@ -20,7 +16,7 @@ class AgentRecord:
     skill: int
     capacity: int
     kinds: frozenset[str]
-    state: str
+    state: AgentState
     last_seen: float
     registered: float
     running: dict[str, int] = field(default_factory=dict)  # task id -> attempt
@@ -32,7 +28,7 @@ class AgentRecord:
 
     @property
     def free(self) -> int:
-        if self.state != CONNECTED:
+        if self.state != AgentState.CONNECTED:
             return 0
         return max(0, self.capacity - len(self.running))
 
@@ -95,7 +91,7 @@ class Registry:
             skill=skill,
             capacity=capacity,
             kinds=kinds,
-            state=PENDING,
+            state=AgentState.PENDING,
             last_seen=now,
             registered=now,
         )
@@ -108,7 +104,7 @@ class Registry:
             rec.last_seen = self._clock()
         return rec
 
-    def set_state(self, agent_id: str, state: str) -> AgentRecord | None:
+    def set_state(self, agent_id: str, state: AgentState) -> AgentRecord | None:
         rec = self._agents.get(agent_id)
         if rec is not None:
             rec.state = state
@@ -128,7 +124,7 @@ class Registry:
         return [rec for rec in self._agents.values() if rec.last_seen < limit]
 
     def pending(self) -> list[AgentRecord]:
-        return [rec for rec in self._agents.values() if rec.state == PENDING]
+        return [rec for rec in self._agents.values() if rec.state == AgentState.PENDING]
 
     def connected(self) -> list[AgentRecord]:
-        return [rec for rec in self._agents.values() if rec.state != PENDING]
+        return [rec for rec in self._agents.values() if rec.state != AgentState.PENDING]

@@ -1,65 +1,63 @@
-"""Run the manager process: build it from its config, serve until a signal."""
+"""Run the manager process: an ``Admin`` with the task layer attached, until a signal."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from loguru import logger
 
+from manager.admin import Admin
 from manager.config import ManagerConfig
-from manager.service import TaskManager
-from worker.signals import install_signal_handlers, relay
+from manager.endpoint import Transport
+from manager.journal import Journal
+from manager.service import TaskService
+from runtime.signals import install_signal_handlers, relay
 
 
-def build(cfg: ManagerConfig) -> TaskManager:
-    return TaskManager(
-        cfg.name,
-        port=cfg.port,
-        host=cfg.host,
-        pub_port=cfg.pub_port,
-        workspace_id=cfg.workspace,
-        policy=cfg.policy,
-        fallback=cfg.unmatched == "strongest",
-        expect_workers=cfg.expect_workers,
-        max_attempts=cfg.max_attempts,
-        db=cfg.db,
-        fsync=cfg.fsync,
-        max_queued=cfg.max_queued,
-        heartbeat_interval=cfg.heartbeat_interval,
-        liveness=cfg.liveness,
-        max_message_bytes=cfg.max_message_bytes,
-    )
+def build(
+    cfg: ManagerConfig,
+    *,
+    transport: Transport | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> tuple[Admin, TaskService]:
+    """The manager's parts, wired: an ``Admin`` and its ``TaskService`` over ``cfg.db``."""
+    admin = Admin(config=cfg, role="manager", transport=transport, clock=clock)
+    service = TaskService(admin, Journal(cfg.db, fsync=cfg.fsync))
+    admin.use(service)
+    return admin, service
 
 
-async def serve(cfg: ManagerConfig, shutdown_trigger: asyncio.Event | None = None) -> TaskManager:
+async def serve(cfg: ManagerConfig, shutdown_trigger: asyncio.Event | None = None) -> TaskService:
     """Serve until SIGTERM/SIGINT (or ``shutdown_trigger``); a second SIGINT exits at once."""
-    mgr = build(cfg)
-    mgr.open()
-    install_signal_handlers(mgr.request_stop)
-    trigger = relay(shutdown_trigger, mgr.stopping)
+    admin, service = build(cfg)
+    admin.open()
+    install_signal_handlers(admin.request_stop)
+    trigger = relay(shutdown_trigger, admin.stopping)
     if cfg.ready_file:
         write_ready_file(
             Path(cfg.ready_file),
-            {"endpoint": mgr.endpoint, "pub_endpoint": mgr.pub_endpoint, "epoch": mgr.epoch},
+            {"endpoint": admin.address, "pub_endpoint": admin.pub_endpoint, "epoch": admin.epoch},
         )
-    await mgr.arun_admin()
+    await admin.arun_admin()
     if trigger is not None:
         trigger.cancel()
-    counts = mgr.book.counts()
+    counts = service.book.counts()
     logger.info(
         "manager stopped: {} task(s), {} done, {} queued, {} running, {} duplicate result(s), "
         "{} bad message(s)",
-        len(mgr.book),
+        len(service.book),
         counts["done"],
         counts["queued"],
         counts["running"],
         counts["duplicates"],
-        mgr.counters["bad_messages"],
+        admin.counters["bad_messages"],
     )
-    return mgr
+    return service
 
 
 def write_ready_file(path: Path, info: dict[str, object]) -> None:

@@ -12,11 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from protocol import ErrorInfo, Job, TaskResult, TaskSpec, TaskState
-
-QUEUED = "queued"
-RUNNING = "running"
-DONE = "done"
+from protocol import ErrorInfo, Job, ResultStatus, TaskResult, TaskSpec, TaskState, TaskStatus
 
 
 class Outcome(enum.Enum):
@@ -29,7 +25,7 @@ class Outcome(enum.Enum):
 @dataclass(slots=True)
 class TaskRecord:
     spec: TaskSpec
-    state: str = QUEUED
+    state: TaskStatus = TaskStatus.QUEUED
     attempt: int = 0
     worker_id: str = ""
     deadline: float | None = None
@@ -78,9 +74,9 @@ class TaskBook:
     def restore(self, rec: TaskRecord) -> None:
         """Put back a task read from the journal (queued if it was not done)."""
         self._tasks[rec.spec.id] = rec
-        if rec.state == QUEUED:
+        if rec.state == TaskStatus.QUEUED:
             self._queue.append(rec.spec.id)
-        elif rec.state == RUNNING and rec.deadline is not None:
+        elif rec.state == TaskStatus.RUNNING and rec.deadline is not None:
             self._timed.add(rec.spec.id)
 
     @property
@@ -119,7 +115,7 @@ class TaskBook:
         return placed
 
     def _start(self, rec: TaskRecord, worker_id: str, now: float) -> Job:
-        rec.state = RUNNING
+        rec.state = TaskStatus.RUNNING
         rec.attempt += 1
         rec.worker_id = worker_id
         rec.tried.add(worker_id)
@@ -133,22 +129,28 @@ class TaskBook:
         rec = self._tasks.get(result.task_id)
         if rec is None:
             return Outcome.UNKNOWN
-        if rec.state == DONE:
+        if rec.state == TaskStatus.DONE:
             self.duplicates += 1
             return Outcome.DUPLICATE
-        if rec.state != RUNNING or rec.worker_id != sender or rec.attempt != result.attempt:
+        if (
+            rec.state != TaskStatus.RUNNING
+            or rec.worker_id != sender
+            or rec.attempt != result.attempt
+        ):
             self.stale += 1
             return Outcome.STALE
         self._finish(rec, result)
         return Outcome.RECORDED
 
     def _finish(self, rec: TaskRecord, result: TaskResult) -> None:
-        rec.state = DONE
+        rec.state = TaskStatus.DONE
         rec.result = result
         rec.deadline = None
         self._timed.discard(rec.spec.id)
 
-    def give_up(self, rec: TaskRecord, status: str, message: str, finished: float) -> TaskResult:
+    def give_up(
+        self, rec: TaskRecord, status: ResultStatus, message: str, finished: float
+    ) -> TaskResult:
         """Record a final result on the manager's authority (worker lost, deadline).
 
         ``finished`` is a unix time, like the times workers report.
@@ -163,7 +165,7 @@ class TaskBook:
             error=ErrorInfo(type=status, message=message),
             finished=finished,
         )
-        if rec.state == QUEUED:
+        if rec.state == TaskStatus.QUEUED:
             self._queue.remove(rec.spec.id)
         self._finish(rec, result)
         return result
@@ -174,13 +176,13 @@ class TaskBook:
         Returns the final result when the task was given up.
         """
         rec = self._tasks[task_id]
-        if rec.state != RUNNING:
+        if rec.state != TaskStatus.RUNNING:
             return None
         limit = rec.spec.max_attempts or self.max_attempts
         if rec.attempt >= limit:
             message = f"{reason} on all {rec.attempt} attempts"
-            return self.give_up(rec, "worker_lost", message, finished)
-        rec.state = QUEUED
+            return self.give_up(rec, ResultStatus.WORKER_LOST, message, finished)
+        rec.state = TaskStatus.QUEUED
         rec.worker_id = ""
         rec.deadline = None
         self._timed.discard(task_id)
@@ -193,7 +195,13 @@ class TaskBook:
         return [r for r in recs if r.deadline is not None and r.deadline < now]
 
     def counts(self) -> dict[str, int]:
-        out = {QUEUED: 0, RUNNING: 0, DONE: 0, "succeeded": 0, "failed": 0}
+        out: dict[str, int] = {
+            TaskStatus.QUEUED: 0,
+            TaskStatus.RUNNING: 0,
+            TaskStatus.DONE: 0,
+            "succeeded": 0,
+            "failed": 0,
+        }
         for rec in self._tasks.values():
             out[rec.state] += 1
             if rec.result is not None:

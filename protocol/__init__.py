@@ -1,7 +1,8 @@
 """taskmesh's wire contract: messages, codec, payloads, errors.
 
 No sockets and no asyncio here.  PROTOCOL.md beside this file is the
-specification a compatible peer is written from.
+specification a compatible peer is written from.  Imports nothing of
+taskmesh's other packages (only msgpack, in ``protocol.codec``).
 """
 
 from protocol.agent import AgentDetail, SequenceTracker
@@ -14,11 +15,11 @@ from protocol.constants import (
     MAX_ITEM_BYTES,
     MAX_MESSAGE_BYTES,
     PROTOCOL_VERSION,
+    TRACEBACK_LIMIT,
 )
 from protocol.errors import ProtocolError
 from protocol.messages import (
     MESSAGE_TYPES,
-    RESULT_STATUSES,
     AgentRef,
     Assign,
     Broadcast,
@@ -52,6 +53,7 @@ from protocol.messages import (
     WorkerInfo,
 )
 from protocol.payload import dataclass, dumps, loads, register
+from protocol.states import RESULT_STATUSES, AgentState, ResultStatus, TaskStatus
 
 __all__ = [
     "DEFAULT_PORT",
@@ -63,8 +65,10 @@ __all__ = [
     "MESSAGE_TYPES",
     "PROTOCOL_VERSION",
     "RESULT_STATUSES",
+    "TRACEBACK_LIMIT",
     "AgentDetail",
     "AgentRef",
+    "AgentState",
     "Assign",
     "Broadcast",
     "Bye",
@@ -83,6 +87,7 @@ __all__ = [
     "Register",
     "ResultAck",
     "ResultKey",
+    "ResultStatus",
     "Results",
     "Roster",
     "SequenceTracker",
@@ -93,6 +98,7 @@ __all__ = [
     "TaskResult",
     "TaskSpec",
     "TaskState",
+    "TaskStatus",
     "TasksReply",
     "TasksRequest",
     "Welcome",

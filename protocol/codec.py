@@ -32,9 +32,9 @@ def plain(value: Any) -> Any:
     if isinstance(value, dict):
         out = {}
         for k, v in value.items():
-            if type(k) is not str:
+            if not isinstance(k, str):
                 raise ProtocolError(f"map key {k!r} is not a string", "encode")
-            out[k] = plain(v)
+            out[str(k)] = plain(v)  # str(): a StrEnum key travels as its value
         return out
     return value
 
@@ -96,6 +96,14 @@ def encode_batches(
     Batches are as large as fit; an item too large to travel even alone raises
     ``ProtocolError`` (code ``too_large``).
     """
+    for data, _ in encode_chunks(items, build, max_bytes):
+        yield data
+
+
+def encode_chunks(
+    items: Sequence[T], build: Callable[[list[T]], Message], max_bytes: int = MAX_MESSAGE_BYTES
+) -> Iterator[tuple[bytes, int]]:
+    """``encode_batches`` that also says how many items each message carries."""
     start = 0
     while start < len(items):
         count = len(items) - start
@@ -109,7 +117,7 @@ def encode_batches(
                     "too_large",
                 )
             count = max(1, min(count - 1, count * max_bytes // len(data)))
-        yield data
+        yield data, count
         start += count
 
 

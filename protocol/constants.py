@@ -22,3 +22,6 @@ MAX_ITEM_BYTES: Final = MAX_MESSAGE_BYTES // 4
 #: Heartbeat defaults: a peer is lost after ``LIVENESS`` silent intervals.
 HEARTBEAT_INTERVAL: Final = 1.0
 LIVENESS: Final = 3
+
+#: Longest ``ErrorInfo.message`` and ``ErrorInfo.traceback`` a sender produces (characters).
+TRACEBACK_LIMIT: Final = 4000

@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from protocol.states import RESULT_STATUSES, ResultStatus
+
 # --------------------------------------------------------------------------- records
 
 
@@ -56,11 +58,6 @@ class ErrorInfo:
     traceback: str = ""
 
 
-RESULT_STATUSES = frozenset(
-    {"succeeded", "failed", "error", "timeout", "worker_lost", "no_handler"}
-)
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TaskResult:
     """The outcome of one attempt.  ``status`` is one of ``RESULT_STATUSES``."""
@@ -80,7 +77,7 @@ class TaskResult:
     def __post_init__(self) -> None:
         if self.status not in RESULT_STATUSES:
             raise ValueError(f"status must be one of {', '.join(sorted(RESULT_STATUSES))}")
-        if self.success != (self.status == "succeeded"):
+        if self.success != (self.status == ResultStatus.SUCCEEDED):
             raise ValueError("success must be true exactly when status is 'succeeded'")
         if self.attempt < 0:
             raise ValueError("attempt must not be negative")

@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from manager.client import Client
-from manager.procs import Proc, spawn, start_manager
+from taskmesh.client import Client
+from taskmesh.procs import Proc, spawn, start_manager
 
 T = TypeVar("T")
 

@@ -10,15 +10,15 @@ from contextlib import asynccontextmanager
 
 from manager import Admin
 from protocol import AgentDetail
+from runtime.sockets import port_of
 from tests.conftest import Cluster
-from worker.sockets import port_of
 
 
 class Recorder(Admin):
     """An admin that queues every callback for the test to read."""
 
-    def __init__(self, interval: float = 0.1) -> None:
-        super().__init__("admin", port=0, heartbeat_interval=interval, liveness=3)
+    def __init__(self, interval: float = 0.1, port: int = 0) -> None:
+        super().__init__("admin", port=port, heartbeat_interval=interval, liveness=3)
         self.inbox: asyncio.Queue[tuple[str, bytes, int]] = asyncio.Queue()
         self.joined: asyncio.Queue[AgentDetail] = asyncio.Queue()
         self.left: asyncio.Queue[AgentDetail] = asyncio.Queue()
@@ -54,7 +54,7 @@ async def messages(admin: Recorder, count: int) -> list[tuple[str, bytes, int]]:
 
 
 def agent(cluster: Cluster, admin: Admin, name: str) -> None:
-    cluster.script(name, "agent_proc", str(port_of(admin.endpoint)), name)
+    cluster.script(name, "agent_proc", str(port_of(admin.address)), name)
 
 
 async def join(cluster: Cluster, admin: Recorder, *names: str) -> dict[str, AgentDetail]:
@@ -145,13 +145,12 @@ def test_agent_started_before_the_admin_connects_when_it_comes_up(cluster: Clust
     async def go() -> None:
         admin = Recorder()
         admin.open()
-        port = port_of(admin.endpoint)
+        port = port_of(admin.address)
         await admin.close()
         cluster.script("early", "agent_proc", str(port), "early")
         await asyncio.sleep(1.0)  # the agent retries; it must not crash meanwhile
         assert cluster.procs[-1].alive()
-        late = Recorder()
-        late.port = port
+        late = Recorder(port=port)
         late.open()
         task = asyncio.ensure_future(late.arun_admin(b""))
         try:

@@ -1,34 +1,36 @@
-"""The CLI: bad arguments and bad task files get a clear message and a non-zero exit."""
+"""The CLI: bad arguments and bad task files get a clear message and a non-zero exit;
+every setting has one environment variable that means one thing.
+
+Argument parsing runs in-process through click's ``CliRunner``; the commands
+that talk to a manager run against a real one.
+"""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+import re
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
 
+from manager.config import ManagerConfig
+from runtime.settings import specs
+from taskmesh.cli import main
 from tests.conftest import Cluster
+from worker.config import WorkerConfig
 
 
-def taskmesh(
-    *args: str, stdin: str | None = None, timeout: float = 30
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "manager.cli", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+def taskmesh(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(main, list(args), input=stdin, env=env)
 
 
-def assert_clean_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
-    assert proc.returncode != 0
-    assert "Traceback" not in proc.stderr
+def assert_clean_error(result: Result, *needles: str) -> None:
+    assert result.exit_code not in (0, None), result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
     for needle in needles:
-        assert needle in proc.stderr, proc.stderr
+        assert needle in result.output, result.output
 
 
 @pytest.mark.parametrize(
@@ -36,17 +38,26 @@ def assert_clean_error(proc: subprocess.CompletedProcess[str], *needles: str) ->
     [
         (["worker", "--name", "x", "--skill", "11"], "--skill"),
         (["worker", "--name", "x", "--skill", "abc"], "--skill"),
-        (["worker", "--skill", "3"], "--name"),
+        (["worker", "--name", "x"], "--skill"),
+        (["worker", "--name", " ", "--skill", "3"], "--name"),
         (["worker", "--name", "x", "--skill", "3", "--capacity", "0"], "--capacity"),
+        (["worker", "--name", "x", "--skill", "3", "--heartbeat-interval", "nan"], "interval"),
         (["manager", "--port", "70000"], "--port"),
         (["manager", "--policy", "random"], "--policy"),
+        (["manager", "--host", "0.0.0.0"], "No such option"),
         (["status", "--port", "-1"], "--port"),
+        (["status", "--timeout", "0"], "--timeout"),
         (["submit"], "FILE"),
         (["nonsense"], "No such command"),
     ],
 )
 def test_bad_arguments(args: list[str], needle: str) -> None:
     assert_clean_error(taskmesh(*args), needle)
+
+
+def test_bad_environment_value_names_the_variable() -> None:
+    result = taskmesh("worker", "--name", "x", env={"TASKMESH_SKILL": "11"})
+    assert_clean_error(result, "TASKMESH_SKILL")
 
 
 @pytest.mark.parametrize(
@@ -73,15 +84,38 @@ def test_missing_task_file() -> None:
     assert_clean_error(taskmesh("submit", "/nonexistent/tasks.json"), "No such file")
 
 
+@pytest.mark.parametrize("config", [ManagerConfig, WorkerConfig])
+def test_help_shows_every_options_environment_variable(config: type) -> None:
+    command = "manager" if config is ManagerConfig else "worker"
+    text = re.sub(r"\s+", " ", taskmesh(command, "--help").output)
+    for spec in specs(config):
+        if spec.meta.cli:
+            assert f"env var: {spec.env}" in text, spec.env
+
+
+def test_no_environment_variable_means_two_things() -> None:
+    manager = {s.env: s for s in specs(ManagerConfig)}
+    worker = {s.env: s for s in specs(WorkerConfig)}
+    # The manager binds an address; a worker connects to one: two names.
+    assert "TASKMESH_BIND" in manager
+    assert "TASKMESH_HOST" not in manager
+    assert "TASKMESH_HOST" in worker
+    assert manager["TASKMESH_MANAGER_NAME"].name == worker["TASKMESH_WORKER_NAME"].name == "name"
+    for env in manager.keys() & worker.keys():
+        # a shared variable is the same setting: same field, same default
+        assert manager[env].name == worker[env].name, env
+        assert manager[env].default == worker[env].default, env
+
+
 def test_no_manager_is_a_clear_error(unused_port: int) -> None:
-    proc = taskmesh("status", "--port", str(unused_port), "--log-level", "ERROR", timeout=30)
-    assert_clean_error(proc, "no reply from the manager", str(unused_port))
+    result = taskmesh("status", "--port", str(unused_port), "--timeout", "0.3")
+    assert_clean_error(result, "no reply from the manager", str(unused_port))
 
 
 def test_manager_port_in_use_is_a_clear_error(cluster: Cluster) -> None:
     cluster.manager()
-    proc = taskmesh("manager", "--port", str(cluster.port), "--db", ":memory:")
-    assert_clean_error(proc, "cannot listen", str(cluster.port))
+    result = taskmesh("manager", "--port", str(cluster.port), "--db", ":memory:")
+    assert_clean_error(result, "cannot listen", str(cluster.port))
 
 
 def test_submit_wait_status_results(cluster: Cluster, tmp_path: Path) -> None:
@@ -91,7 +125,7 @@ def test_submit_wait_status_results(cluster: Cluster, tmp_path: Path) -> None:
     tasks.write_text(json.dumps([{"id": i, "difficulty": 1 + i % 5} for i in range(6)]))
     port = str(cluster.port)
     out = taskmesh("submit", str(tasks), "--wait", "--json", "--port", port, "--timeout", "30")
-    assert out.returncode == 0, out.stderr
+    assert out.exit_code == 0, out.output
     states = json.loads(out.stdout)
     assert sorted(s["id"] for s in states) == [str(i) for i in range(6)]
     assert all(s["state"] == "done" and s["result"]["success"] for s in states)
@@ -104,7 +138,7 @@ def test_submit_wait_status_results(cluster: Cluster, tmp_path: Path) -> None:
     assert status["counts"]["succeeded"] == 6
     assert status["counts"]["journal_commits"] > 0
     table = taskmesh("results", "--port", port)
-    assert table.returncode == 0
+    assert table.exit_code == 0
     assert table.stdout.splitlines()[0].split()[:2] == ["id", "description"]
     assert len(table.stdout.splitlines()) == 2 + 6
     human = taskmesh("status", "--port", port).stdout
@@ -112,14 +146,8 @@ def test_submit_wait_status_results(cluster: Cluster, tmp_path: Path) -> None:
     assert "policy best-fit" in human
 
 
-def test_options_come_from_environment(cluster: Cluster) -> None:
+def test_client_options_come_from_environment(cluster: Cluster) -> None:
     cluster.manager()
-    proc = subprocess.run(
-        [sys.executable, "-m", "manager.cli", "status", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env={**__import__("os").environ, "TASKMESH_PORT": str(cluster.port)},
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["policy"] == "best-fit"
+    result = taskmesh("status", "--json", env={"TASKMESH_PORT": str(cluster.port)})
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["policy"] == "best-fit"

@@ -27,7 +27,7 @@ def children_of(pid: int) -> list[int]:
 
 def test_demo_runs_three_distinct_tasks_on_three_processes() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "manager.cli", "demo", "--json", "--time-scale", "0.1"],
+        [sys.executable, "-m", "taskmesh", "demo", "--json", "--time-scale", "0.1"],
         capture_output=True,
         text=True,
         timeout=90,
@@ -60,7 +60,7 @@ def test_demo_runs_three_distinct_tasks_on_three_processes() -> None:
 
 def test_demo_table_output() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "manager.cli", "demo", "--time-scale", "0.05"],
+        [sys.executable, "-m", "taskmesh", "demo", "--time-scale", "0.05"],
         capture_output=True,
         text=True,
         timeout=90,

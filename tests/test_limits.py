@@ -50,7 +50,7 @@ def test_oversized_task_is_refused_with_a_clear_error(cluster: Cluster) -> None:
     cluster.manager()
     task = [{"id": "huge", "payload": "x" * (MAX_ITEM_BYTES + 10)}]
     proc = subprocess.run(
-        [sys.executable, "-m", "manager.cli", "submit", "-", "--port", str(cluster.port)],
+        [sys.executable, "-m", "taskmesh", "submit", "-", "--port", str(cluster.port)],
         input=json.dumps(task),
         capture_output=True,
         text=True,
@@ -75,7 +75,7 @@ def test_listing_pages_through_every_task(cluster: Cluster) -> None:
         [
             sys.executable,
             "-m",
-            "manager.cli",
+            "taskmesh",
             "results",
             "t00007",
             "nope",

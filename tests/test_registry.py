@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 import protocol
-from manager.registry import CONNECTED, DRAINING, PENDING, Registry
+from manager.registry import Registry
+from protocol import AgentState
 
 
 class FakeClock:
@@ -44,7 +45,7 @@ def test_add_registers_a_pending_agent(reg: Registry, clock: FakeClock) -> None:
         6,
         2,
     )
-    assert rec.state == PENDING
+    assert rec.state == AgentState.PENDING
     assert rec.last_seen == rec.registered == clock.now
     assert len(reg) == 1
     assert "w1" in reg
@@ -56,16 +57,16 @@ def test_add_registers_a_pending_agent(reg: Registry, clock: FakeClock) -> None:
 def test_pending_and_connected_are_separate(reg: Registry) -> None:
     reg.add("a", name="A", role="worker", capacity=1)
     reg.add("b", name="B", role="worker", capacity=1)
-    reg.set_state("b", CONNECTED)
+    reg.set_state("b", AgentState.CONNECTED)
     assert [r.id for r in reg.pending()] == ["a"]
     assert [r.id for r in reg.connected()] == ["b"]
-    reg.set_state("a", CONNECTED)
+    reg.set_state("a", AgentState.CONNECTED)
     assert reg.pending() == []
     assert sorted(r.id for r in reg.connected()) == ["a", "b"]
 
 
 def test_set_state_of_unknown_agent_is_none(reg: Registry) -> None:
-    assert reg.set_state("ghost", CONNECTED) is None
+    assert reg.set_state("ghost", AgentState.CONNECTED) is None
     assert len(reg) == 0
 
 
@@ -98,7 +99,7 @@ def test_touch_keeps_an_agent_alive(reg: Registry, clock: FakeClock) -> None:
 def test_only_silent_agents_expire(reg: Registry, clock: FakeClock) -> None:
     reg.add("quiet", name="Q", role="worker")
     reg.add("chatty", name="C", role="worker")
-    reg.set_state("chatty", CONNECTED)
+    reg.set_state("chatty", AgentState.CONNECTED)
     clock.now += 2.0
     reg.touch("chatty")
     clock.now += 2.0
@@ -107,7 +108,7 @@ def test_only_silent_agents_expire(reg: Registry, clock: FakeClock) -> None:
 
 def test_connected_agents_expire_too(reg: Registry, clock: FakeClock) -> None:
     reg.add("w1", name="W", role="worker")
-    reg.set_state("w1", CONNECTED)
+    reg.set_state("w1", AgentState.CONNECTED)
     clock.now += 5.0
     assert [r.id for r in reg.expired()] == ["w1"]
 
@@ -135,7 +136,7 @@ def test_re_add_returns_the_replaced_record_and_starts_fresh(
     reg: Registry, clock: FakeClock
 ) -> None:
     first, _ = reg.add("w1", name="W", role="worker", skill=3, capacity=2)
-    reg.set_state("w1", CONNECTED)
+    reg.set_state("w1", AgentState.CONNECTED)
     first.running["t1"] = 1
     first.completed = 4
     clock.now += 10.0
@@ -143,7 +144,12 @@ def test_re_add_returns_the_replaced_record_and_starts_fresh(
     assert old is first
     assert old.running == {"t1": 1}  # the caller can release what the old one held
     assert second is not first
-    assert (second.state, second.skill, second.running, second.completed) == (PENDING, 7, {}, 0)
+    assert (second.state, second.skill, second.running, second.completed) == (
+        AgentState.PENDING,
+        7,
+        {},
+        0,
+    )
     assert second.registered == clock.now
     assert len(reg) == 1
     assert reg.get("w1") is second
@@ -155,24 +161,24 @@ def test_re_add_returns_the_replaced_record_and_starts_fresh(
 def test_free_capacity_only_when_connected(reg: Registry) -> None:
     rec, _ = reg.add("w1", name="W", role="worker", capacity=3)
     assert rec.free == 0  # pending
-    reg.set_state("w1", CONNECTED)
+    reg.set_state("w1", AgentState.CONNECTED)
     assert rec.free == 3
     rec.running["t1"] = 1
     assert rec.free == 2
-    reg.set_state("w1", DRAINING)
+    reg.set_state("w1", AgentState.DRAINING)
     assert rec.free == 0
 
 
 def test_free_capacity_is_never_negative(reg: Registry) -> None:
     rec, _ = reg.add("w1", name="W", role="worker", capacity=1)
-    reg.set_state("w1", CONNECTED)
+    reg.set_state("w1", AgentState.CONNECTED)
     rec.running.update({"t1": 1, "t2": 1})
     assert rec.free == 0
 
 
 def test_client_without_capacity_has_no_free_slots(reg: Registry) -> None:
     rec, _ = reg.add("c1", name="Client", role="client")
-    reg.set_state("c1", CONNECTED)
+    reg.set_state("c1", AgentState.CONNECTED)
     assert rec.capacity == 0
     assert rec.free == 0
 
@@ -189,7 +195,7 @@ def test_info_reports_the_worker_for_status(reg: Registry, clock: FakeClock) -> 
         capacity=2,
         kinds=frozenset({"simulate", "render"}),
     )
-    reg.set_state("w1", CONNECTED)
+    reg.set_state("w1", AgentState.CONNECTED)
     rec.running["t1"] = 1
     rec.completed = 3
     info = rec.info(clock.now + 2.5)
@@ -202,7 +208,7 @@ def test_info_reports_the_worker_for_status(reg: Registry, clock: FakeClock) -> 
         kinds=["render", "simulate"],
         running=1,
         completed=3,
-        state=CONNECTED,
+        state=AgentState.CONNECTED,
         silent_for=2.5,
     )
     reply = protocol.StatusReply(

@@ -96,7 +96,7 @@ def test_submit_beyond_max_queued_is_refused_busy(cluster: Cluster, tmp_path: ob
     ids = submit(cluster, [TaskSpec(id=f"q{i}") for i in range(5)])
     assert len(ids) == 5
     proc = subprocess.run(
-        [sys.executable, "-m", "manager.cli", "submit", "-", "--port", str(cluster.port)],
+        [sys.executable, "-m", "taskmesh", "submit", "-", "--port", str(cluster.port)],
         input='[{"id": "one-too-many"}]',
         capture_output=True,
         text=True,
@@ -114,7 +114,7 @@ def test_killed_client_loses_nothing(cluster: Cluster) -> None:
     wait_until(connected(cluster, 1), what="worker")
     tasks = ",".join(f'{{"id": "k{i}", "kind": "sleep", "payload": 0.2}}' for i in range(8))
     client = subprocess.Popen(
-        [sys.executable, "-m", "manager.cli", "submit", "-", "--wait", "--port", str(cluster.port)],
+        [sys.executable, "-m", "taskmesh", "submit", "-", "--wait", "--port", str(cluster.port)],
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 import protocol
-from manager.taskbook import DONE, QUEUED, RUNNING, Outcome, TaskBook
-from protocol import Job, TaskResult, TaskSpec
+from manager.taskbook import Outcome, TaskBook
+from protocol import Job, ResultStatus, TaskResult, TaskSpec, TaskStatus
 
 NOW = 1000.0
 
@@ -59,7 +59,7 @@ def test_submit_queues_new_tasks_in_order() -> None:
     assert book.queue() == ("a", "b", "c")
     rec = book.get("b")
     assert rec is not None
-    assert rec.state == QUEUED
+    assert rec.state == TaskStatus.QUEUED
     assert rec.attempt == 0
 
 
@@ -82,7 +82,7 @@ def test_resubmitting_a_done_task_does_not_requeue_it() -> None:
     assert book.queued == 0
     rec = book.get("a")
     assert rec is not None
-    assert rec.state == DONE
+    assert rec.state == TaskStatus.DONE
 
 
 def test_get_unknown_task_is_none() -> None:
@@ -104,7 +104,7 @@ def test_schedule_places_every_task_in_queue_order() -> None:
     for task_id in "abc":
         rec = book.get(task_id)
         assert rec is not None
-        assert (rec.state, rec.worker_id, rec.attempt) == (RUNNING, "w1", 1)
+        assert (rec.state, rec.worker_id, rec.attempt) == (TaskStatus.RUNNING, "w1", 1)
 
 
 def test_job_carries_the_submitted_spec() -> None:
@@ -190,7 +190,7 @@ def test_result_from_assigned_worker_is_recorded() -> None:
     assert book.record(res, "w1") is Outcome.RECORDED
     rec = book.get("a")
     assert rec is not None
-    assert rec.state == DONE
+    assert rec.state == TaskStatus.DONE
     assert rec.result == res
     assert rec.deadline is None
 
@@ -215,7 +215,7 @@ def test_result_from_another_worker_is_stale() -> None:
     assert book.record(result("a", 1, "w2"), "w2") is Outcome.STALE
     rec = book.get("a")
     assert rec is not None
-    assert rec.state == RUNNING
+    assert rec.state == TaskStatus.RUNNING
     assert rec.result is None
     assert book.stale == 1
 
@@ -258,7 +258,7 @@ def test_release_requeues_at_front_and_next_attempt_is_higher() -> None:
     assert book.release("b", NOW, "lost") is None
     rec = book.get("b")
     assert rec is not None
-    assert (rec.state, rec.worker_id, rec.deadline) == (QUEUED, "", None)
+    assert (rec.state, rec.worker_id, rec.deadline) == (TaskStatus.QUEUED, "", None)
     assert book.queue() == ("b", "c")
     placed = run(book, "w2")
     assert [(w, j.task.id, j.attempt) for w, j in placed] == [("w2", "b", 2), ("w2", "c", 1)]
@@ -306,7 +306,7 @@ def test_release_gives_up_after_max_attempts() -> None:
     assert "2 attempts" in final.error.message
     rec = book.get("a")
     assert rec is not None
-    assert rec.state == DONE
+    assert rec.state == TaskStatus.DONE
     assert rec.result == final
     assert book.queued == 0
     assert run(book, "w3") == []
@@ -356,7 +356,7 @@ def test_release_of_done_or_queued_task_does_nothing() -> None:
     assert book.queue() == ("b",)
     rec = book.get("a")
     assert rec is not None
-    assert rec.state == DONE
+    assert rec.state == TaskStatus.DONE
 
 
 # --------------------------------------------------------------------------- deadlines
@@ -401,7 +401,7 @@ def test_give_up_on_deadline_records_a_timeout() -> None:
     book.submit(spec("a", timeout=1.0))
     run(book, now=0.0)
     [rec] = book.overdue(2.0)
-    final = book.give_up(rec, "timeout", "no result by the deadline", 2.0)
+    final = book.give_up(rec, ResultStatus.TIMEOUT, "no result by the deadline", 2.0)
     assert (final.status, final.success, final.attempt) == ("timeout", False, 1)
     assert book.overdue(3.0) == []
     assert book.record(result("a", 1, "w1"), "w1") is Outcome.DUPLICATE
@@ -412,7 +412,7 @@ def test_give_up_on_a_queued_task_removes_it_from_the_queue() -> None:
     book = book_with("a", "b")
     rec = book.get("a")
     assert rec is not None
-    book.give_up(rec, "error", "given up by the operator", NOW)
+    book.give_up(rec, ResultStatus.ERROR, "given up by the operator", NOW)
     assert book.queue() == ("b",)
     assert [j.task.id for _, j in run(book)] == ["b"]
 
@@ -459,7 +459,7 @@ def test_view_reports_state_and_result_and_encodes() -> None:
     rec = book.get("a")
     assert rec is not None
     view = rec.view()
-    assert (view.id, view.state, view.attempt, view.worker) == ("a", DONE, 1, "w1")
+    assert (view.id, view.state, view.attempt, view.worker) == ("a", TaskStatus.DONE, 1, "w1")
     assert (view.description, view.difficulty, view.result) == ("calc", 4, res)
     reply = protocol.TasksReply(req=1, tasks=[view])
     assert protocol.decode(protocol.encode(reply)) == reply

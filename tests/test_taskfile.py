@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from manager.taskfile import TaskFileError, parse_tasks
 from protocol import TaskSpec
+from taskmesh.taskfile import TaskFileError, parse_tasks
 
 SEED = [
     {"id": 1, "description": "Simple calculation", "difficulty": 2},

@@ -1,7 +1,27 @@
-"""The taskmesh worker: Ceylon's ``Worker`` (agent layer) and the task runner on top."""
+"""The worker process: Ceylon's ``Worker`` (agent layer) and the task runner attached to it.
+
+May import ``protocol`` and ``runtime``; never ``manager`` or ``taskmesh``.
+``Worker`` is the Ceylon API (subclass it for callbacks); ``build``/``serve``
+make the taskmesh worker (``Worker`` + ``TaskRunner`` + ``Handlers``).
+"""
 
 from worker.agent import Worker, WorkerRefused
-from worker.handlers import Handlers, TaskContext, TaskFailed
-from worker.runner import TaskWorker
+from worker.config import WorkerConfig
+from worker.handlers import Handlers
+from worker.hooks import WorkerHooks
+from worker.runner import TaskRunner
+from worker.server import build, serve
+from worker.task import TaskContext, TaskFailed
 
-__all__ = ["Handlers", "TaskContext", "TaskFailed", "TaskWorker", "Worker", "WorkerRefused"]
+__all__ = [
+    "Handlers",
+    "TaskContext",
+    "TaskFailed",
+    "TaskRunner",
+    "Worker",
+    "WorkerConfig",
+    "WorkerHooks",
+    "WorkerRefused",
+    "build",
+    "serve",
+]

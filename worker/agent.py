@@ -1,30 +1,30 @@
 """The worker's agent layer: Ceylon's ``Worker`` on a DEALER and a SUB socket.
 
-On its ``ManagerLink`` (the sockets), it registers (retrying until a manager
+On its ``Link`` (the sockets), it registers (retrying until a manager
 answers), proves its SUB receives by answering the manager's probe,
 heartbeats, notices a silent or restarted manager and registers again, and
-delivers direct messages and broadcasts to the Ceylon callbacks.
+delivers direct messages and broadcasts to the Ceylon callbacks.  Other
+layers attach through the ``WorkerHooks`` extension points (``use``); users
+subclass ``Worker`` for Ceylon's callbacks, as in Ceylon.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from enum import StrEnum
 from typing import Any
 
 from loguru import logger
 
 from protocol import (
-    DEFAULT_PORT,
-    DEFAULT_WORKSPACE_ID,
-    HEARTBEAT_INTERVAL,
-    LIVENESS,
-    MAX_MESSAGE_BYTES,
     PROTOCOL_VERSION,
     Broadcast,
     Bye,
     Direct,
+    Drain,
     Error,
     Heartbeat,
     Joined,
@@ -33,20 +33,25 @@ from protocol import (
     Probe,
     Ready,
     Register,
-    ResultKey,
     Roster,
     Welcome,
     encode,
 )
-from worker.base import AgentBase, detail_of, now_ns, supervise
-from worker.link import ManagerLink
-from worker.sockets import check_port, reachable
+from runtime.agent import AgentBase, detail_of, now_ns
+from runtime.sockets import reachable
+from runtime.supervise import supervise
+from worker.config import WorkerConfig
+from worker.hooks import Handler, WorkerHooks
+from worker.link import Link, ManagerLink
 
-Handler = Callable[[Any], Awaitable[None]]
 
-OFFLINE = "offline"  # no manager: registering
-PROBING = "probing"  # welcomed; waiting for the probe on SUB
-CONNECTED = "connected"
+class Session(StrEnum):
+    """Where a worker stands with its manager."""
+
+    OFFLINE = "offline"  # no manager: registering
+    PROBING = "probing"  # welcomed; waiting for the probe on SUB
+    CONNECTED = "connected"
+
 
 FATAL_ERRORS = {"version", "workspace", "identity", "registration"}
 #: Seconds in PROBING before the worker warns that the PUB may be unreachable.
@@ -58,46 +63,59 @@ class WorkerRefused(RuntimeError):
 
 
 class Worker(AgentBase):
-    """An agent process.  ``await worker.arun_worker(inputs)`` runs until ``stop()``."""
+    """An agent process.  ``await worker.arun_worker(inputs)`` runs until ``stop()``.
+
+    ``Worker(name, workspace_id, admin_peer, admin_port, role, admin_ip)`` as
+    in Ceylon; any other setting of ``WorkerConfig`` by keyword, or a whole
+    ``config``.
+    """
 
     def __init__(
         self,
-        name: str,
-        workspace_id: str = DEFAULT_WORKSPACE_ID,
+        name: str | None = None,
+        workspace_id: str | None = None,
         admin_peer: str = "",
-        admin_port: int = DEFAULT_PORT,
+        admin_port: int | None = None,
         role: str = "worker",
-        admin_ip: str = "127.0.0.1",
+        admin_ip: str | None = None,
         *,
-        skill: int = 0,
-        capacity: int = 0,
-        kinds: tuple[str, ...] = (),
-        agent_id: str = "",
-        heartbeat_interval: float = HEARTBEAT_INTERVAL,
-        liveness: int = LIVENESS,
-        max_message_bytes: int = MAX_MESSAGE_BYTES,
+        config: WorkerConfig | None = None,
+        link: Link | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        **settings: Any,
     ) -> None:
-        super().__init__(name, role, workspace_id, agent_id)
-        check_port(admin_port)
+        given: dict[str, Any] = {
+            k: v
+            for k, v in (
+                ("name", name),
+                ("workspace", workspace_id),
+                ("port", admin_port),
+                ("host", admin_ip),
+            )
+            if v is not None
+        }
+        cfg = dataclasses.replace(config or WorkerConfig(), **given, **settings)
+        super().__init__(cfg.name, role, cfg.workspace, cfg.agent_id)
+        self.config = cfg
         self.admin_peer = admin_peer
-        self.admin_ip = admin_ip
-        self.admin_port = admin_port
-        self.skill = skill
-        self.capacity = capacity
-        self.kinds = kinds
-        self.interval = heartbeat_interval
-        self.liveness = liveness
-        self.max_bytes = max_message_bytes
-        self.state = OFFLINE
-        self.link = ManagerLink(self.id, admin_ip, admin_port, max_message_bytes, name)
+        self.clock = clock
+        self.interval = cfg.heartbeat_interval
+        self.liveness = cfg.liveness
+        self.session = Session.OFFLINE
+        self.link: Link = link or ManagerLink(
+            self.id, cfg.host, cfg.port, cfg.max_message_bytes, cfg.name
+        )
+        self.hooks: list[WorkerHooks] = []
         self.manager_id = ""
         self.epoch = ""
-        self._heard = time.monotonic()
-        self._last_register = 0.0
-        self._last_beat = 0.0
-        self._refused: WorkerRefused | None = None
+        self.draining = False
         self.bye_reason = "stopping"
+        self._heard = clock()
+        self._last_register = -float("inf")
+        self._last_beat = -float("inf")
         self._probing_since = 0.0
+        self._refused: WorkerRefused | None = None
+        self._drain_task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self._handlers: dict[type[Message], Handler] = {
             Welcome: self._on_welcome,
@@ -107,6 +125,23 @@ class Worker(AgentBase):
             Error: self._on_error,
             Bye: self._on_manager_bye,
         }
+
+    def use(self, extension: WorkerHooks) -> None:
+        """Attach a layer: its message handlers and its hooks (see ``worker.hooks``)."""
+        self.hooks.append(extension)
+        self._handlers.update(extension.message_handlers())
+
+    @property
+    def skill(self) -> int:
+        return self.config.skill
+
+    @property
+    def capacity(self) -> int:
+        return sum(h.capacity for h in self.hooks)
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(sorted({k for h in self.hooks for k in h.kinds}))
 
     # ------------------------------------------------------------------ Ceylon API
 
@@ -120,11 +155,11 @@ class Worker(AgentBase):
                 self._sub_loop(),
                 self._session_loop(),
                 self._dispatch_loop(),
-                self._after_connect(self._run_user(inputs)),
-                *self._extra_loops(),
+                self._user_loop(inputs),
+                *(loop for hook in self.hooks for loop in hook.loops()),
             )
         finally:
-            await self._shutdown()
+            self._shutdown()
         if self._refused is not None:
             raise self._refused
 
@@ -142,7 +177,14 @@ class Worker(AgentBase):
 
     @property
     def connected(self) -> bool:
-        return self.state == CONNECTED
+        return self.session == Session.CONNECTED
+
+    def request_stop(self) -> None:
+        """First call: drain (no new work; hooks finish theirs within the grace); second: stop."""
+        if self._drain_task is None:
+            self._drain_task = asyncio.get_running_loop().create_task(self._drain())
+        else:
+            self.stopping.set()
 
     # ------------------------------------------------------------------ wire
 
@@ -151,62 +193,67 @@ class Worker(AgentBase):
         return self.link.send_nowait(msg if isinstance(msg, bytes) else encode(msg))
 
     async def _send_app(self, msg: Message) -> None:
-        if self.state != CONNECTED:
+        if not self.connected:
             raise ConnectionError(f"{self.name} is not connected to a manager")
         await self.link.send(encode(msg), self.interval * self.liveness)
 
-    async def _shutdown(self) -> None:
-        bye = encode(Bye(reason=self.bye_reason)) if self.state != OFFLINE else None
+    def _shutdown(self) -> None:
+        bye = encode(Bye(reason=self.bye_reason)) if self.session != Session.OFFLINE else None
         self.link.close(bye)
-        self.state = OFFLINE
+        self.session = Session.OFFLINE
+
+    def handle(self, msg: Message) -> None:
+        """Handle one message from the manager (DEALER or SUB); a handler's bug is logged."""
+        handler = self._handlers.get(type(msg))
+        if handler is None:
+            logger.warning("{}: unexpected {} from the manager", self.name, msg.TYPE)
+            return
+        try:
+            handler(msg)
+        except Exception:
+            logger.exception("{}: handler for {} failed", self.name, msg.TYPE)
 
     async def _dealer_loop(self) -> None:
         async for msg in self.link.from_manager():
-            self._heard = time.monotonic()
-            handler = self._handlers.get(type(msg))
-            if handler is None:
-                logger.warning("{}: unexpected {} from the manager", self.name, msg.TYPE)
-                continue
-            try:
-                await handler(msg)
-            except Exception:
-                logger.exception("{}: handler for {} failed", self.name, msg.TYPE)
+            self._heard = self.clock()
+            self.handle(msg)
+            await self.wait_for_room()
 
     async def _sub_loop(self) -> None:
         async for msg in self.link.published():
             try:
-                await self._on_published(msg)
+                self._on_published(msg)
             except Exception:
                 logger.exception("{}: handling {} failed", self.name, msg.TYPE)
+            await self.wait_for_room()
 
     async def _session_loop(self) -> None:
         """Register while offline; heartbeat while online; reconnect when the manager is silent."""
         while True:
-            now = time.monotonic()
-            if self.state == OFFLINE:
-                if now - self._last_register >= min(self.interval, 0.25):
-                    self._register(now)
-            else:
-                await self._keep_alive(now)
+            self.keep_session(self.clock())
             await asyncio.sleep(min(self.interval / 4, 0.1))
 
-    async def _keep_alive(self, now: float) -> None:
+    def keep_session(self, now: float) -> None:
+        """One step of the session: register, heartbeat, or give up on a silent manager."""
+        if self.session == Session.OFFLINE:
+            if now - self._last_register >= min(self.interval, 0.25):
+                self._register(now)
+            return
         if self.link.busy:
             self._heard = now  # still working through what arrived: proof of life too
         if now - self._heard > self.interval * self.liveness:
             logger.warning(
                 "{}: manager silent for {:.1f}s, reconnecting", self.name, now - self._heard
             )
-            await self._go_offline()
+            self._go_offline()
             self.link.new_dealer()
             return
         if now - self._last_beat >= self.interval:
             self._last_beat = now
-            sent = self.send_nowait(
-                Heartbeat(epoch=self.epoch, time=now_ns(), running=self.running)
-            )
+            running = sum(h.running() for h in self.hooks)
+            sent = self.send_nowait(Heartbeat(epoch=self.epoch, time=now_ns(), running=running))
             logger.trace("{}: heartbeat {}", self.name, "sent" if sent else "not sent")
-        if self.state == PROBING and now - self._probing_since > PROBE_PATIENCE:
+        if self.session == Session.PROBING and now - self._probing_since > PROBE_PATIENCE:
             self._probing_since = now
             logger.warning(
                 "{}: no probe from the manager on {} yet; is that address reachable from here?",
@@ -214,9 +261,9 @@ class Worker(AgentBase):
                 self.link.sub_endpoint,
             )
 
-    async def _after_connect(self, coro: Any) -> None:
+    async def _user_loop(self, inputs: bytes) -> None:
         await self._connected.wait()
-        await coro
+        await self._run_user(inputs)
 
     def _register(self, now: float) -> None:
         self._last_register = now
@@ -232,19 +279,26 @@ class Worker(AgentBase):
                 kinds=list(self.kinds),
                 epoch=self.epoch,
                 time=now_ns(),
-                holding=self.holding(),
+                holding=[key for h in self.hooks for key in h.holding()],
             )
         )
 
-    async def _go_offline(self) -> None:
-        self.state = OFFLINE
+    def _go_offline(self) -> None:
+        self.session = Session.OFFLINE
         self._connected.clear()
         for agent in list(self._peers):
-            await self._peer_down(agent)
+            self.peer_down(agent)
+
+    async def _drain(self) -> None:
+        self.draining = True
+        self.send_nowait(Drain(grace=self.config.grace))
+        for hook in self.hooks:
+            await hook.drain()
+        self.stopping.set()
 
     # ------------------------------------------------------------------ handlers
 
-    async def _on_welcome(self, msg: Welcome) -> None:
+    def _on_welcome(self, msg: Welcome) -> None:
         if msg.version != PROTOCOL_VERSION:
             self._refuse(f"manager speaks protocol {msg.version}, this worker {PROTOCOL_VERSION}")
             return
@@ -253,72 +307,63 @@ class Worker(AgentBase):
         self.manager_id = msg.manager_id
         self.interval = msg.heartbeat_interval
         self.liveness = msg.liveness
-        self.link.connect_sub(reachable(msg.pub_endpoint, self.admin_ip))
-        self.state = PROBING
-        self._probing_since = time.monotonic()
+        self.link.connect_sub(reachable(msg.pub_endpoint, self.config.host))
+        self.session = Session.PROBING
+        self._probing_since = self.clock()
         if restarted:
             logger.info("{}: manager restarted (epoch {})", self.name, msg.epoch)
 
-    async def _on_published(self, msg: Message) -> None:
+    def _on_published(self, msg: Message) -> None:
         if isinstance(msg, Probe):
-            if msg.agent_id == self.id and msg.epoch == self.epoch and self.state == PROBING:
-                self.send_nowait(Ready(epoch=self.epoch))
-                self.state = CONNECTED
-                self._connected.set()
-                logger.info("{} connected to {} ({})", self.name, self.manager_id, self.epoch)
-                await self._session_started()
+            if msg.agent_id == self.id and msg.epoch == self.epoch:
+                self._on_probe()
         elif isinstance(msg, Broadcast):
             if msg.sender != self.id:
-                await self._deliver(msg.sender, msg.data, msg.time, msg.seq)
+                self.deliver(msg.sender, msg.data, msg.time, msg.seq)
         elif isinstance(msg, Joined):
-            await self._peer_up(detail_of(msg.agent))
+            self.peer_up(detail_of(msg.agent))
         elif isinstance(msg, Left):
-            await self._peer_down(msg.agent.id)
+            self.peer_down(msg.agent.id)
 
-    async def _on_heartbeat(self, msg: Heartbeat) -> None:
-        if msg.epoch != self.epoch and self.state != OFFLINE:
+    def _on_probe(self) -> None:
+        if self.session != Session.PROBING:
+            return
+        self.send_nowait(Ready(epoch=self.epoch))
+        if self.draining:  # every manager instance must know: it assigns us nothing new
+            self.send_nowait(Drain(grace=self.config.grace))
+        self.session = Session.CONNECTED
+        self._connected.set()
+        logger.info("{} connected to {} ({})", self.name, self.manager_id, self.epoch)
+        for hook in self.hooks:
+            hook.on_ready()
+
+    def _on_heartbeat(self, msg: Heartbeat) -> None:
+        if msg.epoch != self.epoch and self.session != Session.OFFLINE:
             logger.info("{}: new manager instance {}, registering again", self.name, msg.epoch)
-            await self._go_offline()
+            self._go_offline()
 
-    async def _on_direct(self, msg: Direct) -> None:
-        await self._deliver(msg.sender, msg.data, msg.time)
+    def _on_direct(self, msg: Direct) -> None:
+        self.deliver(msg.sender, msg.data, msg.time)
 
-    async def _on_roster(self, msg: Roster) -> None:
+    def _on_roster(self, msg: Roster) -> None:
         for ref in msg.agents:
-            await self._peer_up(detail_of(ref))
+            self.peer_up(detail_of(ref))
 
-    async def _on_error(self, msg: Error) -> None:
+    def _on_error(self, msg: Error) -> None:
         if msg.code in FATAL_ERRORS:
             self._refuse(msg.message)
         elif msg.code == "unknown_peer":
-            if self.state != OFFLINE:
+            if self.session != Session.OFFLINE:
                 logger.info("{}: the manager does not know us, registering again", self.name)
-                await self._go_offline()
+                self._go_offline()
         else:
             logger.warning("{}: manager reported {}: {}", self.name, msg.code, msg.message)
 
-    async def _on_manager_bye(self, msg: Bye) -> None:
+    def _on_manager_bye(self, msg: Bye) -> None:
         logger.info("{}: manager said goodbye ({}); waiting for it", self.name, msg.reason)
-        await self._go_offline()
+        self._go_offline()
 
     def _refuse(self, why: str) -> None:
         logger.error("{}: refused by the manager: {}", self.name, why)
         self._refused = WorkerRefused(why)
         self.stopping.set()
-
-    # ------------------------------------------------------------------ task-layer hooks
-
-    @property
-    def running(self) -> int:
-        """Tasks in progress, reported in heartbeats."""
-        return 0
-
-    def holding(self) -> list[ResultKey]:
-        """Attempts this worker runs or holds results of, sent when (re-)registering."""
-        return []
-
-    def _extra_loops(self) -> list[Any]:
-        return []
-
-    async def _session_started(self) -> None:
-        """Called each time the worker becomes connected to a manager instance."""

@@ -1,31 +1,68 @@
-"""A worker's settings, as the CLI parsed them."""
+"""A worker's settings: one declaration each (default, help, environment variable)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import socket
+from dataclasses import dataclass
 
-from protocol import (
-    DEFAULT_PORT,
-    DEFAULT_WORKSPACE_ID,
-    HEARTBEAT_INTERVAL,
-    LIVENESS,
-    MAX_MESSAGE_BYTES,
-)
+from runtime.config import AgentConfig, manager_host, manager_port
+from runtime.settings import setting
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerConfig:
-    name: str
-    skill: int
-    capacity: int = 1
-    host: str = "127.0.0.1"
-    port: int = DEFAULT_PORT
-    workspace: str = DEFAULT_WORKSPACE_ID
-    agent_id: str = ""
-    time_scale: float = 1.0
-    handlers: tuple[str, ...] = field(default_factory=tuple)
-    process_kinds: tuple[str, ...] = field(default_factory=tuple)
-    heartbeat_interval: float = HEARTBEAT_INTERVAL
-    liveness: int = LIVENESS
-    max_message_bytes: int = MAX_MESSAGE_BYTES
-    grace: float = 30.0
+@dataclass(frozen=True, kw_only=True)
+class WorkerConfig(AgentConfig):
+    name: str = setting(
+        help="The worker's display name.",
+        env="TASKMESH_WORKER_NAME",
+        default_factory=socket.gethostname,
+        default_text="the host name",
+    )
+    agent_id: str = setting(
+        "",
+        help="Stable agent id, unique among live workers (default: name plus a random suffix).",
+        env="TASKMESH_WORKER_ID",
+        flag="--id",
+    )
+    skill: int = setting(
+        0,
+        help="Skill level 0-10: tasks of higher difficulty wait for a stronger worker "
+        "(or, with the manager's --unmatched strongest, run here and fail).",
+        low=0,
+        high=10,
+        required=True,
+    )
+    capacity: int = setting(1, help="Tasks run at the same time.", low=1, high=10_000)
+    host: str = manager_host()
+    port: int = manager_port("The manager's port (its ROUTER).")
+    time_scale: float = setting(
+        1.0, help="Seconds per difficulty point for 'simulate' tasks.", low=0, high=3600
+    )
+    handlers: tuple[str, ...] = setting(
+        (),
+        help="module[:attr] naming a dict of kind -> function to run (repeatable).",
+        flag="--handlers",
+        metavar="MODULE",
+    )
+    process_kinds: tuple[str, ...] = setting(
+        (),
+        help="Run tasks of this kind each in a process of its own (CPU-bound, killable). "
+        "Repeatable.",
+        flag="--process-kind",
+        metavar="KIND",
+    )
+    app_dir: str = setting(
+        ".",
+        help="Directory appended to sys.path before --handlers are imported.",
+        metavar="DIR",
+    )
+    grace: float = setting(
+        30.0,
+        help="On SIGTERM, seconds to finish running tasks before cancelling them.",
+        low=0,
+        high=3600,
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.name.strip():
+            raise ValueError("--name: a worker needs a non-empty name")

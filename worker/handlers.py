@@ -1,10 +1,8 @@
-"""Task functions by kind.  ``simulate`` (the seed scenario) is built in.
+"""Task functions by kind: the built-in kinds plus what ``--handlers`` modules add.
 
-A handler is ``fn(task: TaskSpec, ctx: TaskContext) -> output``.  Async
-handlers run on the worker's event loop; plain functions run in a thread so
-they never starve the heartbeats.  Returning is success; raising
-``TaskFailed`` is an expected failure; any other exception is an error whose
-type, message and traceback travel back to the manager.
+Async handlers run on the worker's event loop; plain functions run in a
+thread so they never starve the heartbeats; kinds marked ``process`` run each
+task in a process of their own (``worker.isolation``).
 """
 
 from __future__ import annotations
@@ -12,71 +10,52 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
-from collections.abc import Callable
-from dataclasses import dataclass
+import sys
+from pathlib import Path
 from typing import Any
 
 from protocol import TaskSpec
+from worker.isolation import reference, run_in_process
+from worker.kinds import BUILTIN
+from worker.task import HandlerFn, TaskContext
 
 
-@dataclass(frozen=True, slots=True)
-class TaskContext:
-    worker: str
-    worker_id: str
-    skill: int
-    attempt: int
-    time_scale: float
-
-
-HandlerFn = Callable[[TaskSpec, TaskContext], Any]
-
-
-class TaskFailed(Exception):
-    """Raised by a handler for an expected failure (status ``failed``, not ``error``)."""
-
-
-async def simulate(task: TaskSpec, ctx: TaskContext) -> dict[str, Any]:
-    """The seed's task: takes ``difficulty * time_scale`` s, succeeds iff skill >= difficulty."""
-    await asyncio.sleep(task.difficulty * ctx.time_scale)
-    if ctx.skill < task.difficulty:
-        raise TaskFailed(f"skill {ctx.skill} is below difficulty {task.difficulty}")
-    return {"skill": ctx.skill, "difficulty": task.difficulty}
-
-
-async def echo(task: TaskSpec, ctx: TaskContext) -> Any:
-    """Returns the payload unchanged (a no-op task for wiring checks and benchmarks)."""
-    return task.payload
+class HandlerError(ValueError):
+    """A handler module or kind that cannot be used, with the reason."""
 
 
 class Handlers:
-    """The kinds a worker can run, advertised when it registers.
-
-    Kinds registered with ``process=True`` run each task in a process of its
-    own (CPU-bound work; killable on timeout); the others run on the loop
-    (async functions) or in a thread (plain functions).
-    """
+    """The kinds a worker can run, advertised when it registers."""
 
     def __init__(self, builtins: bool = True) -> None:
         self._fns: dict[str, HandlerFn] = {}
         self.process_kinds: set[str] = set()
         if builtins:
-            self.register("simulate", simulate)
-            self.register("echo", echo)
+            for kind, fn in BUILTIN.items():
+                self.register(kind, fn)
 
     def register(self, kind: str, fn: HandlerFn, *, process: bool = False) -> None:
         if not kind:
-            raise ValueError("a handler kind must not be empty")
+            raise HandlerError("a handler kind must not be empty")
         self._fns[kind] = fn
         if process:
             self.isolate(kind)
 
     def isolate(self, kind: str) -> None:
-        """Run ``kind`` in a process per task from now on."""
+        """Run ``kind`` in a process per task from now on.
+
+        Refused at once (not at the first task) for an unknown kind, an async
+        function, or a function a child process cannot import by name.
+        """
         fn = self._fns.get(kind)
         if fn is None:
-            raise ValueError(f"no handler for kind {kind!r} to run in a process")
+            raise HandlerError(f"no handler for kind {kind!r} to run in a process")
         if inspect.iscoroutinefunction(fn):
-            raise ValueError(f"{kind!r} is async; only plain functions run in a process")
+            raise HandlerError(f"{kind!r} is async; only plain functions run in a process")
+        try:
+            reference(fn)
+        except ValueError as exc:
+            raise HandlerError(f"{kind!r}: {exc}") from None
         self.process_kinds.add(kind)
 
     def kinds(self) -> tuple[str, ...]:
@@ -88,15 +67,18 @@ class Handlers:
     def load(self, spec: str) -> None:
         """Import ``module`` (or ``module:attr``) and register its ``HANDLERS`` mapping."""
         module_name, _, attr = spec.partition(":")
-        module = importlib.import_module(module_name)
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise HandlerError(f"cannot import {module_name!r}: {exc}") from None
         table = getattr(module, attr or "HANDLERS", None)
         if not isinstance(table, dict):
-            raise ValueError(
+            raise HandlerError(
                 f"{spec}: expected a dict of kind -> function named {attr or 'HANDLERS'}"
             )
         for kind, fn in table.items():
             if not callable(fn):
-                raise ValueError(f"{spec}: handler for {kind!r} is not callable")
+                raise HandlerError(f"{spec}: handler for {kind!r} is not callable")
             self.register(str(kind), fn)
         for kind in getattr(module, "PROCESS_KINDS", ()):
             self.isolate(str(kind))
@@ -114,9 +96,23 @@ class Handlers:
         """Run the handler of ``kind``: on the loop, in a thread, or in its own process."""
         fn = self._fns[kind]
         if kind in self.process_kinds:
-            from worker.isolation import run_in_process
-
             return await run_in_process(fn, task, ctx)
         if inspect.iscoroutinefunction(fn):
             return await fn(task, ctx)
         return await asyncio.to_thread(fn, task, ctx)
+
+
+def load_handlers(specs: tuple[str, ...], process_kinds: tuple[str, ...], app_dir: str) -> Handlers:
+    """The built-ins plus ``specs``, imported with ``app_dir`` appended to ``sys.path``.
+
+    Appended, not prepended, so a module there cannot shadow taskmesh itself.
+    """
+    path = str(Path(app_dir).resolve())
+    if path not in sys.path:
+        sys.path.append(path)
+    handlers = Handlers()
+    for spec in specs:
+        handlers.load(spec)
+    for kind in process_kinds:
+        handlers.isolate(kind)
+    return handlers

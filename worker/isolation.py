@@ -10,6 +10,7 @@ module and qualified name.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import importlib
 import multiprocessing
@@ -17,12 +18,11 @@ import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
-from protocol import ProtocolError, TaskSpec, build
+from protocol import TRACEBACK_LIMIT, ProtocolError, TaskSpec, build
 from protocol.codec import pack, plain, unpack
-from worker.handlers import HandlerFn, TaskContext, TaskFailed
+from worker.task import HandlerFn, TaskContext, TaskFailed
 
 _SPAWN = multiprocessing.get_context("spawn")
-TRACEBACK_LIMIT = 4000
 
 
 class TaskError(Exception):
@@ -67,7 +67,13 @@ def _child(ref: str, task: bytes, ctx: bytes, conn: Connection) -> None:
 
 
 async def run_in_process(fn: HandlerFn, task: TaskSpec, ctx: TaskContext) -> Any:
-    """Run ``fn(task, ctx)`` in a fresh process; cancelling this call kills the process."""
+    """Run ``fn(task, ctx)`` in a fresh process; cancelling this call kills the process.
+
+    The loop waits for the pipe to become readable; the reply itself is read
+    in a thread (a large output arrives in pieces), never on the event loop.
+    A cancelled call kills the child, which ends any read at end-of-file
+    before the pipe is closed.
+    """
     ref = reference(fn)
     reader, writer = _SPAWN.Pipe(duplex=False)
     proc = _SPAWN.Process(
@@ -86,20 +92,32 @@ async def run_in_process(fn: HandlerFn, task: TaskSpec, ctx: TaskContext) -> Any
             ready.set_result(None)
 
     loop.add_reader(reader.fileno(), readable)
+    reading: asyncio.Future[bytes | None] | None = None
     try:
         await ready
-        try:
-            data = reader.recv_bytes()
-        except EOFError:
-            await asyncio.to_thread(proc.join, 5)
-            raise TaskError("ProcessDied", f"task process exited with {proc.exitcode}") from None
+        loop.remove_reader(reader.fileno())
+        reading = asyncio.ensure_future(asyncio.to_thread(_read, reader))
+        data = await asyncio.shield(reading)
     finally:
         loop.remove_reader(reader.fileno())
         if proc.is_alive():
             proc.kill()
         await asyncio.to_thread(proc.join, 5)
+        if reading is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(reading), 5)
         reader.close()
+    if data is None:
+        raise TaskError("ProcessDied", f"task process exited with {proc.exitcode}")
     return _outcome(data)
+
+
+def _read(reader: Connection) -> bytes | None:
+    """The child's one reply, or ``None`` if it died without one."""
+    try:
+        return reader.recv_bytes()
+    except EOFError:
+        return None
 
 
 def _outcome(data: bytes) -> Any:

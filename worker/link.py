@@ -10,17 +10,39 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import zmq
 import zmq.asyncio
 from loguru import logger
 
 from protocol import Message, ProtocolError, decode
-from worker.sockets import configure, send_frames, tcp
+from runtime.agent import YIELD_EVERY
+from runtime.sockets import configure, send_frames, tcp
+from runtime.supervise import cancelling
 
-#: Messages between two forced yields to the event loop.
-YIELD_EVERY = 256
+
+class Link(Protocol):
+    """What a ``Worker`` needs of its connection to the manager (``ManagerLink``)."""
+
+    sub_endpoint: str
+    busy: bool
+
+    def open(self) -> None: ...
+
+    def new_dealer(self) -> None: ...
+
+    def connect_sub(self, endpoint: str) -> None: ...
+
+    def close(self, last_words: bytes | None = None) -> None: ...
+
+    def send_nowait(self, body: bytes) -> bool: ...
+
+    async def send(self, body: bytes, timeout: float) -> None: ...
+
+    def from_manager(self) -> AsyncIterator[Message]: ...
+
+    def published(self) -> AsyncIterator[Message]: ...
 
 
 class ManagerLink:
@@ -110,7 +132,7 @@ class ManagerLink:
             try:
                 frames = await dealer.recv_multipart()
             except (zmq.ZMQError, asyncio.CancelledError):
-                if dealer is self._dealer:
+                if dealer is self._dealer or cancelling():
                     raise
                 continue  # the socket was replaced (closing it cancelled our receive)
             self.busy = True
@@ -128,7 +150,7 @@ class ManagerLink:
             try:
                 frames = await sub.recv_multipart()
             except (zmq.ZMQError, asyncio.CancelledError):
-                if sub is self._sub:
+                if sub is self._sub or cancelling():
                     raise
                 continue  # replaced after a manager restart
             self._received += 1

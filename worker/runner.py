@@ -1,4 +1,11 @@
-"""The worker's task layer: run assigned jobs concurrently, report results until acknowledged."""
+"""The worker's task layer: run assigned jobs concurrently, report results until acknowledged.
+
+A ``WorkerHooks`` extension of the ``Worker`` (``worker.use(TaskRunner(...))``).
+At most ``capacity`` jobs run at once; assigned jobs beyond that wait for a
+slot (and count as held).  A finished job's result is kept until the manager
+acknowledges it, and re-sent after a reconnect or after a liveness window
+without an acknowledgement.
+"""
 
 from __future__ import annotations
 
@@ -6,159 +13,103 @@ import asyncio
 import contextlib
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from loguru import logger
 
 from protocol import (
     MAX_ITEM_BYTES,
+    TRACEBACK_LIMIT,
     Assign,
-    Drain,
     ErrorInfo,
     Job,
+    Message,
     ProtocolError,
     ResultAck,
     ResultKey,
     Results,
+    ResultStatus,
     TaskResult,
-    encode_batches,
 )
-from protocol.codec import encoded_size
+from protocol.codec import encode_chunks, encoded_size
 from protocol.schema import check_native
 from worker.agent import Worker
-from worker.handlers import Handlers, TaskContext, TaskFailed
+from worker.handlers import Handlers
+from worker.hooks import Handler, WorkerHooks
 from worker.isolation import TaskError
+from worker.task import TaskContext, TaskFailed
 
 Key = tuple[str, int]
 
-TRACEBACK_LIMIT = 4000
 
+class TaskRunner(WorkerHooks):
+    """Runs tasks by kind for ``worker``, at most ``worker.config.capacity`` at a time."""
 
-class TaskWorker(Worker):
-    """A worker that runs tasks by kind, at most ``capacity`` at a time."""
-
-    def __init__(
-        self,
-        name: str,
-        *,
-        skill: int,
-        capacity: int = 1,
-        handlers: Handlers | None = None,
-        time_scale: float = 1.0,
-        grace: float = 30.0,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, worker: Worker, handlers: Handlers | None = None) -> None:
+        self.worker = worker
         self.handlers = handlers or Handlers()
-        super().__init__(
-            name, skill=skill, capacity=capacity, kinds=self.handlers.kinds(), **kwargs
-        )
-        if capacity < 1:
-            raise ValueError("capacity must be at least 1")
-        self.time_scale = time_scale
-        self.grace = grace
-        self.draining = False
-        self._drain_task: asyncio.Task[None] | None = None
+        self.capacity = worker.config.capacity
+        self.kinds = self.handlers.kinds()
+        self.completed = 0
         self._jobs: dict[Key, asyncio.Task[None]] = {}
         self._unacked: dict[Key, TaskResult] = {}
         self._outbox: list[TaskResult] = []
-        self._sent_at: dict[Key, float] = {}  # loop time each unacknowledged result was sent
+        self._sent_at: dict[Key, float] = {}  # clock time each unacknowledged result was sent
         self._wake = asyncio.Event()
         self._changed = asyncio.Event()  # a job ended or an ack came: drain re-checks
-        self._slots = asyncio.Semaphore(capacity)
-        self.completed = 0
-        self._handlers[Assign] = self._on_assign
-        self._handlers[ResultAck] = self._on_ack
+        self._slots = asyncio.Semaphore(self.capacity)
 
     # ------------------------------------------------------------------ hooks
 
-    @property
+    def message_handlers(self) -> Mapping[type[Message], Handler]:
+        return {Assign: self._on_assign, ResultAck: self._on_ack}
+
     def running(self) -> int:
         return len(self._jobs)
 
     def holding(self) -> list[ResultKey]:
+        """Jobs running or waiting for a slot, and results not yet acknowledged."""
         keys = [*self._jobs, *self._unacked]
         return [ResultKey(task_id=t, attempt=a) for t, a in keys]
 
-    def _extra_loops(self) -> list[Any]:
+    def loops(self) -> list[Coroutine[Any, Any, None]]:
         return [self._flush_loop()]
 
-    async def _session_started(self) -> None:
+    def on_ready(self) -> None:
         if self._unacked:
-            logger.info("{}: re-sending {} unacknowledged result(s)", self.name, len(self._unacked))
+            logger.info(
+                "{}: re-sending {} unacknowledged result(s)", self.worker.name, len(self._unacked)
+            )
             self._outbox = list(self._unacked.values())
             self._wake.set()
 
     # ------------------------------------------------------------------ jobs
 
-    async def _on_assign(self, msg: Assign) -> None:
-        if msg.epoch != self.epoch:
-            logger.warning("{}: assignment from an old manager instance ignored", self.name)
+    def _on_assign(self, msg: Assign) -> None:
+        if msg.epoch != self.worker.epoch:
+            logger.warning("{}: assignment from an old manager instance ignored", self.worker.name)
             return
-        if self.draining:  # sent before the manager heard our Drain: run it within the grace
-            logger.info("{}: draining, but taking {} late job(s)", self.name, len(msg.jobs))
+        if self.worker.draining:  # sent before the manager heard our Drain: run within the grace
+            logger.info("{}: draining, but taking {} late job(s)", self.worker.name, len(msg.jobs))
         for job in msg.jobs:
             key = (job.task.id, job.attempt)
             if key in self._jobs or key in self._unacked:
                 continue  # already running or done: an assignment was repeated
-            self._jobs[key] = asyncio.create_task(self._run(job), name=f"task {key}")
+            self._jobs[key] = asyncio.get_running_loop().create_task(
+                self._run(job), name=f"task {key}"
+            )
 
     async def _run(self, job: Job) -> None:
-        task = job.task
-        key = (task.id, job.attempt)
-        ctx = TaskContext(
-            worker=self.name,
-            worker_id=self.id,
-            skill=self.skill,
-            attempt=job.attempt,
-            time_scale=self.time_scale,
-        )
-        started = time.time()
-        status, output, error = "succeeded", None, None
+        key = (job.task.id, job.attempt)
         try:
             async with self._slots:
-                if self.handlers.get(task.kind) is None:
-                    status = "no_handler"
-                    error = ErrorInfo(type="NoHandler", message=f"no handler for {task.kind!r}")
-                else:
-                    async with asyncio.timeout(task.timeout):
-                        output = await self.handlers.call(task.kind, task, ctx)
-                        check_output(output)
-        except TimeoutError:
-            status, error = "timeout", ErrorInfo(type="Timeout", message=f"over {task.timeout}s")
-            if self.handlers.in_thread(task.kind):
-                logger.warning(
-                    "{}: task {} timed out, but its thread cannot be stopped and runs on; "
-                    "run kind {!r} with --process-kind to have it killed",
-                    self.name,
-                    task.id,
-                    task.kind,
-                )
+                result = await self.execute(job)
         except asyncio.CancelledError:
             # Not a result: the manager re-queues what a departing worker held.
             self._jobs.pop(key, None)
             raise
-        except TaskFailed as exc:
-            status, error = "failed", ErrorInfo(type="TaskFailed", message=str(exc))
-        except TaskError as exc:
-            status = "error"
-            error = ErrorInfo(type=exc.type_name, message=str(exc), traceback=exc.traceback)
-        except Exception as exc:
-            status, error = "error", _error_info(exc)
-        result = TaskResult(
-            task_id=task.id,
-            attempt=job.attempt,
-            worker=self.name,
-            worker_id=self.id,
-            success=status == "succeeded",
-            status=status,
-            output=output,
-            error=error,
-            started=started,
-            finished=time.time(),
-            skill=self.skill,
-        )
-        logger.debug("{}: task {} attempt {} {}", self.name, task.id, job.attempt, status)
+        logger.debug("{}: task {} attempt {} {}", self.worker.name, *key, result.status)
         self._jobs.pop(key, None)
         self.completed += 1
         self._unacked[key] = result
@@ -166,36 +117,97 @@ class TaskWorker(Worker):
         self._wake.set()
         self._changed.set()
 
+    async def execute(self, job: Job) -> TaskResult:
+        """Run one job now (its slot taken) and describe how it ended."""
+        task = job.task
+        ctx = TaskContext(
+            worker=self.worker.name,
+            worker_id=self.worker.id,
+            skill=self.worker.skill,
+            attempt=job.attempt,
+            time_scale=self.worker.config.time_scale,
+        )
+        started = time.time()
+        status, output, error = ResultStatus.SUCCEEDED, None, None
+        try:
+            if self.handlers.get(task.kind) is None:
+                status = ResultStatus.NO_HANDLER
+                error = ErrorInfo(type="NoHandler", message=f"no handler for {task.kind!r}")
+            else:
+                async with asyncio.timeout(task.timeout):
+                    output = await self.handlers.call(task.kind, task, ctx)
+                    check_output(output)
+        except TimeoutError:
+            status = ResultStatus.TIMEOUT
+            error = ErrorInfo(type="Timeout", message=f"over {task.timeout}s")
+            if self.handlers.in_thread(task.kind):
+                logger.warning(
+                    "{}: task {} timed out, but its thread cannot be stopped and runs on; "
+                    "run kind {!r} with --process-kind to have it killed",
+                    self.worker.name,
+                    task.id,
+                    task.kind,
+                )
+        except TaskFailed as exc:
+            status, error = ResultStatus.FAILED, ErrorInfo(type="TaskFailed", message=str(exc))
+        except TaskError as exc:
+            status = ResultStatus.ERROR
+            error = ErrorInfo(type=exc.type_name, message=str(exc), traceback=exc.traceback)
+        except Exception as exc:
+            status, error = ResultStatus.ERROR, error_info(exc)
+        return TaskResult(
+            task_id=task.id,
+            attempt=job.attempt,
+            worker=self.worker.name,
+            worker_id=self.worker.id,
+            success=status == ResultStatus.SUCCEEDED,
+            status=status,
+            output=output if status == ResultStatus.SUCCEEDED else None,
+            error=error,
+            started=started,
+            finished=time.time(),
+            skill=self.worker.skill,
+        )
+
     # ------------------------------------------------------------------ results
 
     async def _flush_loop(self) -> None:
-        """Send finished results in batches; re-send what stays unacknowledged.
-
-        A result is re-sent after a reconnect and whenever it has waited a
-        whole liveness window for its acknowledgement.
-        """
-        loop = asyncio.get_running_loop()
         while True:
-            window = self.interval * self.liveness
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), window)
+                await asyncio.wait_for(self._wake.wait(), self._window())
             self._wake.clear()
-            if not self.connected:
-                self._outbox.clear()  # kept in _unacked; re-sent when connected again
-                continue
-            now = loop.time()
-            if not self._outbox:
-                self._outbox = [
-                    r for k, r in self._unacked.items() if now - self._sent_at.get(k, 0.0) > window
-                ]
-            outbox, self._outbox = self._outbox, []
-            for data in encode_batches(outbox, lambda batch: Results(results=batch)):
-                if not self.send_nowait(data):
-                    break  # kept in _unacked: re-sent when the manager takes messages again
-            for result in outbox:
-                self._sent_at[(result.task_id, result.attempt)] = now
+            self.flush(self.worker.clock())
 
-    async def _on_ack(self, msg: ResultAck) -> None:
+    def _window(self) -> float:
+        return self.worker.interval * self.worker.liveness
+
+    def flush(self, now: float) -> int:
+        """Send finished results in batches; re-send what waited a window unacknowledged.
+
+        Returns how many results went out.  Results that could not be sent
+        stay unacknowledged and go out again later.
+        """
+        if not self.worker.connected:
+            self._outbox.clear()  # kept in _unacked; re-sent when connected again
+            return 0
+        if not self._outbox:
+            window = self._window()
+            self._outbox = [
+                r
+                for k, r in self._unacked.items()
+                if now - self._sent_at.get(k, -float("inf")) > window
+            ]
+        outbox, self._outbox = self._outbox, []
+        sent = 0
+        for data, count in encode_chunks(outbox, lambda batch: Results(results=batch)):
+            if not self.worker.send_nowait(data):
+                break  # the rest stays in _unacked: re-sent when the manager takes messages
+            sent += count
+        for result in outbox[:sent]:
+            self._sent_at[(result.task_id, result.attempt)] = now
+        return sent
+
+    def _on_ack(self, msg: ResultAck) -> None:
         for key in msg.keys:
             self._unacked.pop((key.task_id, key.attempt), None)
             self._sent_at.pop((key.task_id, key.attempt), None)
@@ -211,30 +223,23 @@ class TaskWorker(Worker):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), min(left, 0.5))
 
-    def request_stop(self) -> None:
-        """First call: drain (no new work, finish within ``grace``); second: stop now."""
-        if self._drain_task is None:
-            self._drain_task = asyncio.get_running_loop().create_task(self._drain())
-        else:
-            self.stopping.set()
-
-    async def _drain(self) -> None:
-        self.draining = True
-        self.send_nowait(Drain(grace=self.grace))
-        logger.info("{}: draining {} task(s), grace {:.1f}s", self.name, self.running, self.grace)
+    async def drain(self) -> None:
+        """Finish running jobs within the grace; cancel the rest; wait for the acks."""
+        grace = self.worker.config.grace
+        name = self.worker.name
+        logger.info("{}: draining {} task(s), grace {:.1f}s", name, len(self._jobs), grace)
         loop = asyncio.get_running_loop()
-        await self._until(lambda: not self._jobs, loop.time() + self.grace)
+        await self._until(lambda: not self._jobs, loop.time() + grace)
         cancelled = sorted(f"{t}#{a}" for t, a in self._jobs)
         for job in list(self._jobs.values()):
             job.cancel()
         if cancelled:
-            logger.warning("{}: cancelled unfinished task(s): {}", self.name, ", ".join(cancelled))
-        ack_deadline = loop.time() + min(self.grace, self.interval * self.liveness) + 0.5
-        await self._until(lambda: not self._unacked or not self.connected, ack_deadline)
+            logger.warning("{}: cancelled unfinished task(s): {}", name, ", ".join(cancelled))
+        ack_deadline = loop.time() + min(grace, self._window()) + 0.5
+        await self._until(lambda: not self._unacked or not self.worker.connected, ack_deadline)
         if self._unacked:
-            logger.warning("{}: {} result(s) never acknowledged", self.name, len(self._unacked))
-        self.bye_reason = f"stopped; cancelled {len(cancelled)}"
-        self.stopping.set()
+            logger.warning("{}: {} result(s) never acknowledged", name, len(self._unacked))
+        self.worker.bye_reason = f"stopped; cancelled {len(cancelled)}"
 
 
 def check_output(output: Any) -> None:
@@ -245,7 +250,7 @@ def check_output(output: Any) -> None:
         raise ProtocolError(f"output of {size} bytes is over the {MAX_ITEM_BYTES}-byte limit")
 
 
-def _error_info(exc: BaseException) -> ErrorInfo:
+def error_info(exc: BaseException) -> ErrorInfo:
     text = "".join(traceback.format_exception(exc))
     return ErrorInfo(
         type=type(exc).__name__[:200],

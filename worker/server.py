@@ -1,42 +1,44 @@
-"""Run a worker process: build it from its config, serve until a signal."""
+"""Run a worker process: a ``Worker`` with the task runner attached, until a signal."""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 
 from loguru import logger
 
+from runtime.signals import install_signal_handlers, relay
+from worker.agent import Worker
 from worker.config import WorkerConfig
-from worker.handlers import Handlers
-from worker.runner import TaskWorker
-from worker.signals import install_signal_handlers, relay
+from worker.handlers import Handlers, load_handlers
+from worker.link import Link
+from worker.runner import TaskRunner
 
 
-def build(cfg: WorkerConfig) -> TaskWorker:
-    handlers = Handlers()
-    for spec in cfg.handlers:
-        handlers.load(spec)
-    for kind in cfg.process_kinds:
-        handlers.isolate(kind)
-    return TaskWorker(
-        cfg.name,
-        skill=cfg.skill,
-        capacity=cfg.capacity,
-        handlers=handlers,
-        time_scale=cfg.time_scale,
-        grace=cfg.grace,
-        admin_ip=cfg.host,
-        admin_port=cfg.port,
-        workspace_id=cfg.workspace,
-        agent_id=cfg.agent_id,
-        heartbeat_interval=cfg.heartbeat_interval,
-        liveness=cfg.liveness,
-        max_message_bytes=cfg.max_message_bytes,
-    )
+def build(
+    cfg: WorkerConfig,
+    handlers: Handlers | None = None,
+    *,
+    link: Link | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> tuple[Worker, TaskRunner]:
+    """A worker and its runner, wired; handlers from ``cfg`` unless given."""
+    if handlers is None:
+        handlers = load_handlers(cfg.handlers, cfg.process_kinds, cfg.app_dir)
+    worker = Worker(config=cfg, link=link, clock=clock)
+    runner = TaskRunner(worker, handlers)
+    worker.use(runner)
+    return worker, runner
 
 
-async def serve(cfg: WorkerConfig, shutdown_trigger: asyncio.Event | None = None) -> TaskWorker:
-    worker = build(cfg)
+async def serve(
+    cfg: WorkerConfig,
+    shutdown_trigger: asyncio.Event | None = None,
+    handlers: Handlers | None = None,
+) -> TaskRunner:
+    """Serve until SIGTERM (drain) or a second signal; ``WorkerRefused`` if refused."""
+    worker, runner = build(cfg, handlers)
     install_signal_handlers(worker.request_stop)
     trigger = relay(shutdown_trigger, worker.stopping)
     logger.info(
@@ -53,5 +55,5 @@ async def serve(cfg: WorkerConfig, shutdown_trigger: asyncio.Event | None = None
     finally:
         if trigger is not None:
             trigger.cancel()
-    logger.info("worker {} stopped: {} task(s) run", cfg.name, worker.completed)
-    return worker
+    logger.info("worker {} stopped: {} task(s) run", cfg.name, runner.completed)
+    return runner

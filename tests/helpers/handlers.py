@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from protocol import TaskSpec
-from worker.handlers import TaskContext
+from worker.task import TaskContext
 
 
 async def sleep(task: TaskSpec, ctx: TaskContext) -> Any:

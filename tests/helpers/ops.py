@@ -6,9 +6,9 @@ import signal
 import time
 from collections.abc import Callable
 
-from manager.client import Client
-from manager.procs import Proc
 from protocol import StatusReply, TaskSpec, TaskState
+from taskmesh.client import Client
+from taskmesh.procs import Proc
 from tests.conftest import Cluster
 
 HANDLERS = ("--handlers", "tests.helpers.handlers")

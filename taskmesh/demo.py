@@ -9,9 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from manager.client import Client
-from manager.procs import Proc, ProcessFailed, spawn, start_manager
 from protocol import TaskSpec
+from taskmesh.client import Client
+from taskmesh.procs import Proc, ProcessFailed, spawn, start_manager
 
 SEED_TASKS = [
     TaskSpec(id="1", description="Simple calculation", difficulty=2),

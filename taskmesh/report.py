@@ -6,9 +6,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from manager.table import render
 from protocol import StatusReply, TaskState
 from protocol.codec import plain
+from taskmesh.table import render
 
 
 def to_json(value: Any) -> str:

@@ -1,19 +1,21 @@
-"""What every agent shares, manager and worker alike: Ceylon's callback model.
+"""What every agent shares, manager and worker alike: identity, peers, Ceylon's callbacks.
 
 Callbacks run one at a time, in arrival order, on a dispatcher task of their
-own, so a slow ``on_message`` never stalls the socket loop (heartbeats keep
-flowing).  The queue feeding the dispatcher is bounded: when it is full the
-socket loop waits, and ZeroMQ's high-water marks push back on the sender.
+own, so a slow ``on_message`` never stalls a socket loop (heartbeats keep
+flowing).  Protocol handlers queue callbacks without waiting (they are plain
+functions); the socket loops call ``wait_for_room`` between batches, so a
+backlog of callbacks pushes back on the sockets, and ZeroMQ's high-water marks
+push back on the sender.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from loguru import logger
 
@@ -21,9 +23,18 @@ from protocol import DEFAULT_WORKSPACE_ID, AgentDetail, AgentRef, SequenceTracke
 
 Event = Callable[[], Awaitable[None]]
 
-EVENT_QUEUE_SIZE = 10_000
-#: Callbacks run between two forced yields to the event loop.
+#: Callbacks queued before the socket loops stop reading (backpressure).
+EVENT_BACKLOG = 10_000
+#: Messages or callbacks handled between two forced yields to the event loop.
 YIELD_EVERY = 256
+
+
+class PeerAgent(Protocol):
+    """An agent ``Admin.arun_admin`` runs beside itself in the same process (a ``Worker``)."""
+
+    async def arun_worker(self, inputs: bytes = b"") -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 def now_ns() -> int:
@@ -53,7 +64,9 @@ class AgentBase:
         self.workspace_id = workspace_id
         self.id = agent_id or new_agent_id(name)
         self._peers: dict[str, AgentDetail] = {}
-        self._events: asyncio.Queue[Event] | None = None
+        self._events: deque[Event] = deque()
+        self._event_ready: asyncio.Event | None = None
+        self._room: asyncio.Event | None = None
         self._stopping: asyncio.Event | None = None
         self._send_seq = 0
         self.gaps = SequenceTracker()
@@ -85,7 +98,7 @@ class AgentBase:
         """The agent's own work, started once it is up; the agent runs on when it returns."""
 
     def request_stop(self) -> None:
-        """What a signal asks for: stop (subclasses may drain first)."""
+        """What a signal asks for: stop (an agent with work in hand may drain first)."""
         self.stopping.set()
 
     async def stop(self) -> None:
@@ -104,41 +117,54 @@ class AgentBase:
         self._send_seq += 1
         return self._send_seq
 
-    @property
-    def events(self) -> asyncio.Queue[Event]:
-        if self._events is None:
-            self._events = asyncio.Queue(EVENT_QUEUE_SIZE)
-        return self._events
+    def _emit(self, event: Event) -> None:
+        """Queue a callback for the dispatcher (never waits; see ``wait_for_room``)."""
+        self._events.append(event)
+        if self._event_ready is not None:
+            self._event_ready.set()
 
-    async def _emit(self, event: Event) -> None:
-        await self.events.put(event)
+    async def wait_for_room(self) -> None:
+        """Wait while the callback backlog is full (socket loops call this between batches)."""
+        while len(self._events) >= EVENT_BACKLOG:
+            if self._room is None:
+                self._room = asyncio.Event()
+            self._room.clear()
+            await self._room.wait()
 
-    async def _deliver(self, sender: str, data: bytes, sent: int, seq: int = 0) -> None:
+    def deliver(self, sender: str, data: bytes, sent: int, seq: int = 0) -> None:
+        """Application bytes arrived: log any broadcasts missed, then call ``on_message``."""
         if seq:
             missed = self.gaps.see(sender, seq)
             if missed:
                 logger.warning(
                     "{}: {} broadcast(s) from {} never arrived", self.name, missed, sender
                 )
-        await self._emit(lambda: self.on_message(sender, data, sent))
+        self._emit(lambda: self.on_message(sender, data, sent))
 
-    async def _peer_up(self, detail: AgentDetail) -> None:
+    def peer_up(self, detail: AgentDetail) -> None:
         if detail.id == self.id or detail.id in self._peers:
             return
         self._peers[detail.id] = detail
-        await self._emit(lambda: self.on_agent_connected(self.workspace_id, detail))
+        self._emit(lambda: self.on_agent_connected(self.workspace_id, detail))
 
-    async def _peer_down(self, agent_id: str) -> None:
+    def peer_down(self, agent_id: str) -> None:
         detail = self._peers.pop(agent_id, None)
         self.gaps.forget(agent_id)
         if detail is not None:
-            await self._emit(lambda: self.on_agent_disconnected(self.workspace_id, detail))
+            self._emit(lambda: self.on_agent_disconnected(self.workspace_id, detail))
 
     async def _dispatch_loop(self) -> None:
         """Run callbacks one by one; a callback's exception is logged, never fatal."""
+        self._event_ready = ready = asyncio.Event()
         done = 0
         while True:
-            event = await self.events.get()
+            if not self._events:
+                ready.clear()
+                await ready.wait()
+                continue
+            event = self._events.popleft()
+            if self._room is not None and len(self._events) < EVENT_BACKLOG // 2:
+                self._room.set()
             try:
                 await event()
             except Exception:
@@ -152,27 +178,3 @@ class AgentBase:
             await self.run(inputs)
         except Exception:
             logger.exception("{}: run() raised", self.name)
-
-
-async def supervise(stopping: asyncio.Event, *coros: Coroutine[Any, Any, None]) -> None:
-    """Run ``coros`` until ``stopping`` is set or one of them fails; cancel the rest.
-
-    A coroutine that returns normally just ends; an exception in one stops
-    them all and is re-raised.
-    """
-    tasks: list[asyncio.Future[Any]] = [asyncio.ensure_future(c) for c in coros]
-    waiter: asyncio.Future[Any] = asyncio.ensure_future(stopping.wait())
-    pending = set(tasks)
-    try:
-        while pending and not stopping.is_set():
-            done, _ = await asyncio.wait(pending | {waiter}, return_when=asyncio.FIRST_COMPLETED)
-            for task in done - {waiter}:
-                pending.discard(task)
-                if not task.cancelled() and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
-    finally:
-        for task in [*tasks, waiter]:
-            task.cancel()
-        for task in [*tasks, waiter]:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task

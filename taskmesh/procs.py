@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from worker.sockets import port_of
+from runtime.sockets import port_of
 
 
 class ProcessFailed(RuntimeError):

@@ -1,4 +1,8 @@
-"""The client side: submit tasks, read status and results (Python API behind the CLI)."""
+"""The client: submit tasks, read status and results (the Python API behind the CLI).
+
+``from taskmesh import Client`` imports this module, ``protocol`` and pyzmq;
+nothing of the manager or the worker.
+"""
 
 from __future__ import annotations
 
@@ -30,7 +34,7 @@ from protocol import (
     encode,
 )
 from protocol.codec import batches_by_size
-from worker.sockets import configure, tcp
+from runtime.sockets import configure, tcp
 
 R = TypeVar("R", bound=Message)
 

@@ -1,0 +1,71 @@
+"""A restarted manager's journal: tasks it resumes, and running tasks waiting for their worker.
+
+Queued tasks are queued again.  A task the journal shows running stays with
+its worker (an *orphan*) until that worker re-registers and says, in
+``holding``, that it still has the attempt; orphans not claimed within the
+deadline are released like the tasks of a lost worker.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from loguru import logger
+
+from manager.journal import Journal
+from manager.taskbook import TaskBook, TaskRecord
+from protocol import ResultKey, TaskStatus
+
+
+class Orphans:
+    """Running tasks read from the journal whose worker has not come back yet."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, tuple[str, int]] = {}  # task id -> (worker id, attempt)
+        self.deadline = 0.0
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def resume(self, journal: Journal, book: TaskBook, now: float, patience: float) -> None:
+        """Fill ``book`` from ``journal``; orphans wait ``patience`` seconds for their worker."""
+        counts: Counter[str] = Counter()
+        for row in journal.rows():
+            rec = TaskRecord(spec=row.spec, state=row.state, attempt=row.attempt, result=row.result)
+            if row.state == TaskStatus.RUNNING:
+                rec.worker_id = row.worker
+                rec.tried.add(row.worker)
+                if row.spec.timeout:  # the backstop restarts with the manager
+                    rec.deadline = now + row.spec.timeout + book.deadline_grace
+                self._waiting[row.spec.id] = (row.worker, row.attempt)
+            book.restore(rec)
+            counts[row.state] += 1
+        if counts:
+            self.deadline = now + patience
+            logger.info(
+                "journal {}: resumed {} queued, {} running (awaiting their workers), {} done",
+                journal.path,
+                counts[TaskStatus.QUEUED],
+                counts[TaskStatus.RUNNING],
+                counts[TaskStatus.DONE],
+            )
+
+    def claim(self, worker_id: str, holding: list[ResultKey]) -> list[tuple[str, int]]:
+        """The orphans ``worker_id`` says it still holds: adopted back, no longer waiting."""
+        adopted = []
+        for key in holding:
+            if self._waiting.get(key.task_id) == (worker_id, key.attempt):
+                del self._waiting[key.task_id]
+                adopted.append((key.task_id, key.attempt))
+        return adopted
+
+    def forget(self, task_id: str) -> None:
+        self._waiting.pop(task_id, None)
+
+    def expired(self, now: float) -> list[tuple[str, str]]:
+        """``(task id, worker id)`` of every orphan once the deadline passed (then none wait)."""
+        if not self._waiting or now <= self.deadline:
+            return []
+        out = [(task_id, worker) for task_id, (worker, _) in self._waiting.items()]
+        self._waiting.clear()
+        return out

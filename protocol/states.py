@@ -1,0 +1,40 @@
+"""The states the wire reports, one enumeration each.
+
+Values are the strings that travel; a ``StrEnum`` member compares equal to
+its string, so decoded messages (plain ``str``) and these members mix freely.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class TaskStatus(StrEnum):
+    """Where a task stands (``TaskState.state``)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    UNKNOWN = "unknown"  # in replies only: an id the manager never accepted
+
+
+class ResultStatus(StrEnum):
+    """How one attempt ended (``TaskResult.status``)."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # the handler reported an expected failure
+    ERROR = "error"  # the handler raised
+    TIMEOUT = "timeout"
+    WORKER_LOST = "worker_lost"  # given up after losing its worker max_attempts times
+    NO_HANDLER = "no_handler"
+
+
+class AgentState(StrEnum):
+    """A registered agent as the manager sees it (``WorkerInfo.state``)."""
+
+    PENDING = "pending"  # registered on the DEALER, SUB not yet proven
+    CONNECTED = "connected"  # both channels proven: gets work and callbacks
+    DRAINING = "draining"  # stopping: no new work, still finishing
+
+
+RESULT_STATUSES = frozenset(ResultStatus)

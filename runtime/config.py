@@ -1,0 +1,64 @@
+"""Settings every agent process shares, declared once (see ``runtime.settings``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from protocol import (
+    DEFAULT_PORT,
+    DEFAULT_WORKSPACE_ID,
+    HEARTBEAT_INTERVAL,
+    LIVENESS,
+    MAX_MESSAGE_BYTES,
+)
+from runtime.logs import LEVELS
+from runtime.settings import check, setting
+
+
+def log_level(default: str = "INFO") -> Any:
+    """``--log-level`` / ``TASKMESH_LOG_LEVEL``: the same levels for every command."""
+    return setting(default, help="Log verbosity (stderr).", choices=LEVELS)
+
+
+def manager_port(help: str) -> Any:
+    """``--port`` / ``TASKMESH_PORT``: the manager's ROUTER port, for every process."""
+    return setting(DEFAULT_PORT, help=help, low=0, high=65535)
+
+
+def manager_host() -> Any:
+    """``--host`` / ``TASKMESH_HOST``: where workers and clients find the manager."""
+    return setting("127.0.0.1", help="The manager's address (host name or IP).", metavar="HOST")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentConfig:
+    """What a manager and a worker both have: workspace, heartbeats, limits, logging."""
+
+    workspace: str = setting(
+        DEFAULT_WORKSPACE_ID, help="Workspace id; a worker must name its manager's."
+    )
+    heartbeat_interval: float = setting(
+        HEARTBEAT_INTERVAL,
+        help="Seconds between heartbeats (a worker takes its manager's value once connected).",
+        low=0.01,
+        high=60,
+    )
+    liveness: int = setting(
+        LIVENESS,
+        help="Heartbeat intervals of silence before a peer counts as lost.",
+        low=1,
+        high=100,
+    )
+    max_message_bytes: int = setting(
+        MAX_MESSAGE_BYTES, help="Largest message accepted.", low=4096, cli=False
+    )
+    log_level: str = log_level()
+
+    def __post_init__(self) -> None:
+        check(self)
+
+    @property
+    def window(self) -> float:
+        """Seconds of silence after which a peer is lost."""
+        return self.heartbeat_interval * self.liveness

@@ -1,0 +1,4 @@
+from taskmesh.cli import main
+
+if __name__ == "__main__":  # not when multiprocessing's spawn imports it
+    main()

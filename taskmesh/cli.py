@@ -1,0 +1,163 @@
+"""The ``taskmesh`` command: one subcommand per process and per operator action.
+
+Parsing only: each command turns its options into a config (one declaration
+per setting, ``runtime.settings``) or a request, and hands it to the module
+that does the work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+import click
+
+from manager.cli import manager_command
+from runtime.logs import configure_logging
+from runtime.settings import from_cli, options
+from taskmesh.client import Client, ManagerError, ManagerUnavailable
+from taskmesh.config import ClientConfig, DemoConfig
+from taskmesh.report import results_table, status_table, to_json
+from taskmesh.taskfile import TaskFileError, parse_tasks
+from worker.cli import worker_command
+
+T = TypeVar("T")
+
+json_flag = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="taskmesh")
+def main() -> None:
+    """taskmesh: distributed tasks over ZeroMQ, assigned by skill, never lost."""
+
+
+main.add_command(manager_command)
+main.add_command(worker_command)
+
+
+def _client_config(values: dict[str, Any]) -> ClientConfig:
+    cfg = from_cli(ClientConfig, values)
+    configure_logging(cfg.log_level)
+    return cfg
+
+
+def _connect(cfg: ClientConfig) -> Client:
+    """A client for the manager ``cfg`` names (made inside the command's event loop)."""
+    return Client(cfg.host, cfg.port, timeout=cfg.request_timeout())
+
+
+@main.command("submit")
+@click.argument("file", type=click.File("r"))
+@click.option("--wait", "wait_", is_flag=True, help="Wait until every task has its final result.")
+@json_flag
+@options(ClientConfig)
+def submit_command(file: Any, wait_: bool, as_json: bool, **values: Any) -> None:
+    """Submit the tasks in FILE (a JSON list; '-' reads stdin)."""
+    cfg = _client_config(values)
+    try:
+        specs = parse_tasks(file.read(), file.name)
+    except TaskFileError as exc:
+        raise click.ClickException(str(exc)) from None
+
+    async def go() -> None:
+        async with _connect(cfg) as client:
+            reply = await client.submit(specs)
+            if not wait_:
+                out = {"accepted": reply.accepted, "known": [s.id for s in reply.known]}
+                click.echo(to_json(out) if as_json else _submitted(len(reply.accepted), out))
+                return
+            states = await client.wait(
+                [s.id for s in specs],
+                timeout=cfg.timeout,
+                progress=None if as_json else _progress,
+            )
+            click.echo(to_json(states) if as_json else results_table(states))
+
+    _run(go())
+
+
+@main.command("status")
+@json_flag
+@options(ClientConfig)
+def status_command(as_json: bool, **values: Any) -> None:
+    """Show the manager's workers and task counts."""
+    cfg = _client_config(values)
+
+    async def go() -> None:
+        async with _connect(cfg) as client:
+            reply = await client.status()
+        click.echo(to_json(reply) if as_json else status_table(reply))
+
+    _run(go())
+
+
+@main.command("results")
+@click.argument("ids", nargs=-1)
+@json_flag
+@options(ClientConfig)
+def results_command(ids: tuple[str, ...], as_json: bool, **values: Any) -> None:
+    """Show tasks and their results (IDS, or every task)."""
+    cfg = _client_config(values)
+
+    async def go() -> None:
+        async with _connect(cfg) as client:
+            states = await client.tasks(list(ids))
+        click.echo(to_json(states) if as_json else results_table(states))
+
+    _run(go())
+
+
+@main.command("demo")
+@json_flag
+@options(DemoConfig)
+def demo_command(as_json: bool, **values: Any) -> None:
+    """The seed scenario: a manager and three workers as separate processes."""
+    cfg = from_cli(DemoConfig, values)
+    configure_logging(cfg.log_level)
+    from taskmesh.demo import run_demo
+
+    summary = run_demo(
+        time_scale=cfg.time_scale, policy=cfg.policy, log=lambda s: _info(s, as_json)
+    )
+    if as_json:
+        click.echo(to_json(summary))
+    else:
+        click.echo(results_table(summary["tasks"]))
+        click.echo(
+            f"\nsuccess rate: {summary['succeeded']}/{len(summary['tasks'])} "
+            f"({summary['success_rate']:.0%}); 3 workers connected "
+            f"{summary['connect_seconds']:.2f}s after launch; total {summary['seconds']:.2f}s"
+        )
+    if summary["succeeded"] != len(summary["tasks"]):
+        sys.exit(1)
+
+
+def _run(coro: Awaitable[T]) -> T:
+    try:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    except ManagerUnavailable as exc:
+        raise click.ClickException(f"{exc} (is it running? see --host/--port)") from None
+    except ManagerError as exc:
+        raise click.ClickException(f"the manager refused: {exc}") from None
+    except TimeoutError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _submitted(count: int, out: dict[str, list[str]]) -> str:
+    known = out["known"]
+    tail = f"; {len(known)} already known: {', '.join(known[:10])}" if known else ""
+    return f"submitted {count} task(s){tail}"
+
+
+def _progress(done: int, total: int) -> None:
+    click.echo(f"\r{done}/{total} done", nl=False, err=True)
+    if done == total:
+        click.echo("", err=True)
+
+
+def _info(text: str, quiet: bool) -> None:
+    if not quiet:
+        click.echo(text, err=True)
