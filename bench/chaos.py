@@ -28,7 +28,6 @@ from taskmesh.client import Client, ManagerUnavailable
 from taskmesh.procs import Proc, ProcessFailed, spawn, start_manager
 from taskmesh.table import render
 
-REPO = Path(__file__).resolve().parent.parent
 FAST = ["--heartbeat-interval", "0.2"]
 BATCHES = 6  # 0-3 go before the manager kill, 4 while it is down, 5 after its restart
 KILL_BATCH = 4
@@ -74,8 +73,8 @@ class Chaos:
     def start_worker(self) -> None:
         name = f"w{len(self.procs)}"  # unique: numbered by processes started so far
         args = ["--port", str(self.port), "--name", name, "--skill", "10", "--capacity", "4"]
-        args += [*FAST, "--handlers", "tests.helpers.handlers"]
-        proc = spawn(name, "worker", args, self.logs, env={"PYTHONPATH": str(REPO)})
+        args += FAST  # tasks are the built-in 'sleep' kind: no handler module needed
+        proc = spawn(name, "worker", args, self.logs)
         self.procs.append(proc)
         self.workers.append(proc)
 

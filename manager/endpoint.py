@@ -86,7 +86,7 @@ class Endpoint:
         self.counters: Counter[str] = Counter()
         self._outbox: list[tuple[bytes | None, bytes, OnFail | None]] = []
         self._drained_at = clock()  # when the ROUTER was last read to the end
-        self._recv_idle = False
+        self._recv_idle = True  # waiting for input (or not reading yet): nothing unread
 
     # ------------------------------------------------------------------ outgoing
 

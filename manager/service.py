@@ -233,9 +233,11 @@ class TaskService(AdminHooks):
                 f"workers connected within {self.config.expect_timeout:g}s"
             )
         given_up: list[TaskResult] = []
-        for task_id, worker_id in self.orphans.expired(now):
+        orphans = self.orphans.expired(now)
+        for task_id, worker_id in orphans:
             self._release(task_id, f"{worker_id} did not return after a restart", given_up)
-        for task in self.book.overdue(now):
+        overdue = self.book.overdue(now)
+        for task in overdue:
             worker = self.admin.registry.get(task.worker_id)
             if worker is not None:
                 worker.running.pop(task.spec.id, None)
@@ -245,8 +247,8 @@ class TaskService(AdminHooks):
             )
             logger.warning("task {} timed out on the manager's deadline", task.spec.id)
             given_up.append(result)
-        if given_up or opened:
-            self._journal_results(given_up)
+        self._journal_results(given_up)
+        if orphans or overdue or opened:
             self.schedule()
 
     def before_ack(self) -> None:

@@ -17,6 +17,7 @@ from click.testing import CliRunner, Result
 from manager.config import ManagerConfig
 from runtime.settings import specs
 from taskmesh.cli import main
+from taskmesh.config import ClientConfig
 from tests.conftest import Cluster
 from worker.config import WorkerConfig
 
@@ -105,6 +106,14 @@ def test_no_environment_variable_means_two_things() -> None:
         # a shared variable is the same setting: same field, same default
         assert manager[env].name == worker[env].name, env
         assert manager[env].default == worker[env].default, env
+
+
+def test_readme_lists_every_setting() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for config in (ManagerConfig, WorkerConfig, ClientConfig):
+        for spec in specs(config):
+            if spec.meta.cli:
+                assert f"| `{spec.env}` | `{spec.flag}` |" in readme, spec.env
 
 
 def test_no_manager_is_a_clear_error(unused_port: int) -> None:

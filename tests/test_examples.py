@@ -119,5 +119,3 @@ def test_skill_routing_runs_three_tasks_on_three_workers() -> None:
     ], run.describe()
     assert "is busy" not in run.stderr, run.describe()
     assert "Traceback" not in run.stderr, run.describe()
-    # The time scale applies: unscaled, the hardest task alone would take 8 s.
-    assert run.seconds < 7, run.describe()

@@ -222,7 +222,7 @@ class Worker(AgentBase):
     async def _sub_loop(self) -> None:
         async for msg in self.link.published():
             try:
-                self._on_published(msg)
+                self.handle_published(msg)
             except Exception:
                 logger.exception("{}: handling {} failed", self.name, msg.TYPE)
             await self.wait_for_room()
@@ -313,7 +313,8 @@ class Worker(AgentBase):
         if restarted:
             logger.info("{}: manager restarted (epoch {})", self.name, msg.epoch)
 
-    def _on_published(self, msg: Message) -> None:
+    def handle_published(self, msg: Message) -> None:
+        """Handle one message from the manager's PUB."""
         if isinstance(msg, Probe):
             if msg.agent_id == self.id and msg.epoch == self.epoch:
                 self._on_probe()

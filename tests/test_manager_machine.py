@@ -1,0 +1,349 @@
+"""The manager's state machines in-process: admin + task service + a real journal file,
+driven message by message over an in-memory transport with a fake clock.
+
+These are the reliability rules of ARCHITECTURE.md at the level of single
+messages; the end-to-end tests prove the same wiring with real processes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from protocol import (
+    PROTOCOL_VERSION,
+    Assign,
+    Drain,
+    Error,
+    Ready,
+    Register,
+    ResultAck,
+    ResultKey,
+    Results,
+    ResultStatus,
+    StatusReply,
+    StatusRequest,
+    Submit,
+    SubmitReply,
+    TaskResult,
+    TaskSpec,
+    TasksReply,
+    TasksRequest,
+    TaskStatus,
+)
+from tests.helpers.fakes import ManagerHarness
+
+CLIENT = "client-1"
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "journal.db"
+
+
+@pytest.fixture
+def mgr(db: Path) -> Iterator[ManagerHarness]:
+    harness = ManagerHarness(db)
+    yield harness
+    harness.close()
+
+
+def submit(m: ManagerHarness, *specs: TaskSpec, req: int = 1) -> SubmitReply:
+    m.deliver(CLIENT, Submit(req=req, tasks=list(specs)))
+    return m.router.to(CLIENT, SubmitReply)[-1]
+
+
+def result(task_id: str, worker: str, attempt: int = 1, ok: bool = True) -> TaskResult:
+    return TaskResult(
+        task_id=task_id,
+        attempt=attempt,
+        worker=worker,
+        worker_id=worker,
+        success=ok,
+        status=ResultStatus.SUCCEEDED if ok else ResultStatus.FAILED,
+        output={"ok": ok},
+    )
+
+
+def jobs_of(m: ManagerHarness, worker: str) -> list[tuple[str, int]]:
+    return [(j.task.id, j.attempt) for a in m.router.to(worker, Assign) for j in a.jobs]
+
+
+def journal_rows(db: Path) -> dict[str, tuple[str, int]]:
+    """What another process reading the journal sees: committed rows only."""
+    with sqlite3.connect(db) as con:
+        return {i: (s, a) for i, s, a in con.execute("SELECT id, state, attempt FROM tasks")}
+
+
+def final(m: ManagerHarness, task_id: str) -> TaskResult:
+    """The recorded final result of ``task_id`` (it must have one)."""
+    rec = m.service.book.get(task_id)
+    assert rec is not None
+    assert rec.result is not None
+    return rec.result
+
+
+def state(m: ManagerHarness, task_id: str) -> TaskStatus:
+    rec = m.service.book.get(task_id)
+    assert rec is not None
+    return rec.state
+
+
+# --------------------------------------------------------------------------- durability
+
+
+def test_submission_is_acknowledged_only_after_its_commit(mgr: ManagerHarness, db: Path) -> None:
+    mgr.handle(CLIENT, Submit(req=7, tasks=[TaskSpec(id="a")]))
+    assert mgr.router.to(CLIENT, SubmitReply) == []  # handled, not yet committed: no reply
+    assert journal_rows(db) == {}
+    mgr.flush()
+    assert journal_rows(db) == {"a": ("queued", 0)}
+    (reply,) = mgr.router.to(CLIENT, SubmitReply)
+    assert (reply.req, reply.accepted) == (7, ["a"])
+
+
+def test_result_is_acknowledged_only_after_its_commit(mgr: ManagerHarness, db: Path) -> None:
+    mgr.join("w1")
+    submit(mgr, TaskSpec(id="a", difficulty=2))
+    assert jobs_of(mgr, "w1") == [("a", 1)]
+    mgr.handle("w1", Results(results=[result("a", "w1")]))
+    assert mgr.router.to("w1", ResultAck) == []
+    assert journal_rows(db)["a"] == ("running", 1)
+    mgr.flush()
+    assert journal_rows(db)["a"] == ("done", 1)
+    (ack,) = mgr.router.to("w1", ResultAck)
+    assert ack.keys == [ResultKey(task_id="a", attempt=1)]
+
+
+def test_resubmitting_a_known_id_accepts_nothing(mgr: ManagerHarness) -> None:
+    submit(mgr, TaskSpec(id="a"))
+    reply = submit(mgr, TaskSpec(id="a"), TaskSpec(id="b"), req=2)
+    assert reply.accepted == ["b"]
+    assert [s.id for s in reply.known] == ["a"]
+
+
+# --------------------------------------------------------------------------- placement
+
+
+def test_each_task_goes_to_exactly_one_capable_worker(mgr: ManagerHarness) -> None:
+    for name, skill in (("junior", 3), ("mid", 6), ("senior", 9)):
+        mgr.join(name, skill=skill)
+    submit(mgr, *(TaskSpec(id=str(d), difficulty=d) for d in (2, 5, 8)))
+    assert jobs_of(mgr, "junior") == [("2", 1)]
+    assert jobs_of(mgr, "mid") == [("5", 1)]
+    assert jobs_of(mgr, "senior") == [("8", 1)]
+
+
+def test_a_worker_never_holds_more_than_its_capacity(mgr: ManagerHarness) -> None:
+    mgr.join("w1", capacity=2)
+    submit(mgr, *(TaskSpec(id=f"t{i}") for i in range(5)))
+    assert jobs_of(mgr, "w1") == [("t0", 1), ("t1", 1)]
+    mgr.deliver("w1", Results(results=[result("t0", "w1")]))
+    assert jobs_of(mgr, "w1")[-1] == ("t2", 1)
+    assert len(mgr.admin.registry.get("w1").running) == 2  # type: ignore[union-attr]
+
+
+def test_a_draining_worker_gets_no_new_work(mgr: ManagerHarness) -> None:
+    mgr.join("w1", capacity=4)
+    mgr.deliver("w1", Drain(grace=30))
+    submit(mgr, TaskSpec(id="a"))
+    assert jobs_of(mgr, "w1") == []
+    assert state(mgr, "a") == TaskStatus.QUEUED
+
+
+def test_expected_workers_hold_assignments_until_they_come_or_the_timeout(db: Path) -> None:
+    m = ManagerHarness(db, expect_workers=2, expect_timeout=10.0)
+    try:
+        m.join("w1")
+        submit(m, TaskSpec(id="a"))
+        assert jobs_of(m, "w1") == []
+        m.deliver(CLIENT, StatusRequest(req=9))
+        assert m.router.to(CLIENT, StatusReply)[-1].counts["awaiting_workers"] == 1
+        m.tick(10.5, alive=("w1",))  # the second worker never came: assign anyway
+        assert jobs_of(m, "w1") == [("a", 1)]
+    finally:
+        m.close()
+
+
+# --------------------------------------------------------------------------- loss
+
+
+def test_a_silent_worker_is_lost_and_its_task_runs_elsewhere(mgr: ManagerHarness) -> None:
+    mgr.join("w1")
+    submit(mgr, TaskSpec(id="a"))
+    mgr.join("w2")
+    assert jobs_of(mgr, "w1") == [("a", 1)]
+    mgr.tick(4.0, alive=("w2",))  # w1 says nothing    assert "w1" not in mgr.admin.registry
+    assert jobs_of(mgr, "w2") == [("a", 2)]
+    # w1's late result is not recorded: the task belongs to w2's attempt now.
+    mgr.deliver("w2", Results(results=[result("a", "w2", attempt=2)]))
+    assert final(mgr, "a").worker == "w2"
+
+
+def test_an_unreachable_worker_is_dropped_and_its_task_requeued(mgr: ManagerHarness) -> None:
+    mgr.join("w1")
+    mgr.router.unreachable.add("w1")  # its connection is gone: sends to it fail
+    submit(mgr, TaskSpec(id="a"))
+    assert "w1" not in mgr.admin.registry
+    assert state(mgr, "a") == TaskStatus.QUEUED
+
+
+def test_a_task_that_keeps_losing_its_worker_is_given_up(db: Path) -> None:
+    m = ManagerHarness(db, max_attempts=2)
+    try:
+        for round_ in (1, 2):
+            m.join(f"w{round_}")
+            if round_ == 1:
+                submit(m, TaskSpec(id="poison"))
+            assert jobs_of(m, f"w{round_}") == [("poison", round_)]
+            m.tick(3.5)  # silent past the window: lost
+        given_up = final(m, "poison")
+        assert given_up.status == ResultStatus.WORKER_LOST
+        assert given_up.error is not None
+        assert "on all 2 attempts" in given_up.error.message
+        assert journal_rows(db)["poison"] == ("done", 2)
+    finally:
+        m.close()
+
+
+def test_duplicate_and_foreign_results_are_acknowledged_not_recorded(mgr: ManagerHarness) -> None:
+    mgr.join("w1")
+    mgr.join("w2")
+    submit(mgr, TaskSpec(id="a"))
+    holder = "w1" if jobs_of(mgr, "w1") else "w2"
+    other = "w2" if holder == "w1" else "w1"
+    mgr.deliver(other, Results(results=[result("a", other)]))  # not assigned to it
+    assert state(mgr, "a") == TaskStatus.RUNNING
+    mgr.deliver(holder, Results(results=[result("a", holder)]))
+    mgr.deliver(holder, Results(results=[result("a", holder)]))  # sent again
+    assert state(mgr, "a") == TaskStatus.DONE
+    assert len(mgr.router.to(holder, ResultAck)) == 2
+    assert mgr.admin.counters["results_stale"] == 1
+    assert mgr.admin.counters["results_duplicate"] == 1
+
+
+def test_results_from_an_unregistered_peer_are_refused(mgr: ManagerHarness) -> None:
+    mgr.deliver("stranger", Results(results=[result("a", "stranger")]))
+    (err,) = mgr.router.to("stranger", Error)
+    assert err.code == "unknown_peer"
+
+
+# --------------------------------------------------------------------------- deadlines
+
+
+def test_the_managers_deadline_records_a_timeout(mgr: ManagerHarness) -> None:
+    mgr.join("w1")
+    submit(mgr, TaskSpec(id="slow", timeout=1.0))
+    mgr.tick(1.0 + 2 * 3.0 - 0.1, alive=("w1",))  # timeout plus two liveness windows: not yet
+    assert state(mgr, "slow") == TaskStatus.RUNNING
+    mgr.tick(0.2, alive=("w1",))
+    assert final(mgr, "slow").status == ResultStatus.TIMEOUT
+    assert not mgr.admin.registry.get("w1").running  # type: ignore[union-attr]
+
+
+# --------------------------------------------------------------------------- restart
+
+
+def running_journal(db: Path) -> None:
+    """A manager that assigned task 'a' to w1 and was killed."""
+    first = ManagerHarness(db)
+    first.join("w1")
+    submit(first, TaskSpec(id="a"), TaskSpec(id="b", difficulty=9))
+    assert jobs_of(first, "w1") == [("a", 1)]
+    first.loop.close()  # no close(): as if killed after the commit
+
+
+def rejoin(m: ManagerHarness, worker: str, holding: tuple[tuple[str, int], ...]) -> None:
+    m.deliver(
+        worker,
+        Register(
+            version=PROTOCOL_VERSION,
+            agent_id=worker,
+            name=worker,
+            workspace_id=m.admin.workspace_id,
+            skill=5,
+            capacity=1,
+            kinds=["simulate"],
+            holding=[ResultKey(task_id=t, attempt=a) for t, a in holding],
+        ),
+    )
+
+
+def test_a_restarted_manager_keeps_an_orphan_with_the_worker_that_holds_it(db: Path) -> None:
+    running_journal(db)
+    m = ManagerHarness(db)
+    try:
+        assert state(m, "a") == TaskStatus.RUNNING
+        assert state(m, "b") == TaskStatus.QUEUED
+        rejoin(m, "w1", holding=(("a", 1),))
+        m.tick(10.0, alive=("w1",))  # far past the orphan deadline: nothing to release
+        assert state(m, "a") == TaskStatus.RUNNING
+        m.deliver("w1", Results(results=[result("a", "w1")]))
+        assert state(m, "a") == TaskStatus.DONE
+        assert journal_rows(db)["a"] == ("done", 1)
+    finally:
+        m.close()
+
+
+def test_an_orphan_whose_worker_never_returns_runs_again(db: Path) -> None:
+    running_journal(db)
+    m = ManagerHarness(db)
+    try:
+        m.join("w2")
+        assert jobs_of(m, "w2") == []  # 'a' waits for w1; 'b' is too hard for w2
+        m.tick(2 * 3.0 + 1.5, alive=("w2",))  # past the orphan deadline
+        assert jobs_of(m, "w2") == [("a", 2)]
+    finally:
+        m.close()
+
+
+def test_an_orphan_the_worker_no_longer_holds_runs_again(db: Path) -> None:
+    running_journal(db)
+    m = ManagerHarness(db)
+    try:
+        rejoin(m, "w1", holding=())  # came back, but without the task
+        m.deliver("w1", Ready(epoch=m.admin.epoch))
+        m.tick(2 * 3.0 + 1.5, alive=("w1",))
+        assert jobs_of(m, "w1") == [("a", 2)]
+    finally:
+        m.close()
+
+
+def test_an_orphan_past_its_deadline_is_recorded_once_across_restarts(db: Path) -> None:
+    first = ManagerHarness(db)
+    first.join("w1")
+    submit(first, TaskSpec(id="orphan", timeout=0.5))
+    assert jobs_of(first, "w1") == [("orphan", 1)]
+    first.loop.close()  # killed, and w1 with it: nobody comes back for the orphan
+    m = ManagerHarness(db)
+    try:
+        m.tick(0.5 + 2 * 3.0 + 0.1)  # the deadline restarts with the manager
+        assert final(m, "orphan").status == ResultStatus.TIMEOUT
+        m.tick(3.0)  # past the orphan deadline too: not put back in the queue
+        assert state(m, "orphan") == TaskStatus.DONE
+        assert m.service.book.queued == 0
+    finally:
+        m.close()
+    assert journal_rows(db) == {"orphan": ("done", 1)}
+    again = ManagerHarness(db)
+    try:
+        assert state(again, "orphan") == TaskStatus.DONE
+        assert again.service.book.queued == 0
+    finally:
+        again.close()
+
+
+# --------------------------------------------------------------------------- queries
+
+
+def test_tasks_request_pages_and_names_unknown_ids(mgr: ManagerHarness) -> None:
+    submit(mgr, *(TaskSpec(id=f"t{i}") for i in range(3)))
+    mgr.deliver(CLIENT, TasksRequest(req=2, ids=["t1", "nope"]))
+    reply = mgr.router.to(CLIENT, TasksReply)[-1]
+    assert [(s.id, s.state) for s in reply.tasks] == [("t1", "queued"), ("nope", "unknown")]
+    mgr.deliver(CLIENT, TasksRequest(req=3, offset=2))
+    page = mgr.router.to(CLIENT, TasksReply)[-1]
+    assert ([s.id for s in page.tasks], page.total) == (["t2"], 3)

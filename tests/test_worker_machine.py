@@ -1,0 +1,284 @@
+"""The worker's state machines in-process: agent + task runner on an in-memory link
+with a fake clock; task functions are fakes that finish when the test says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import warnings
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from protocol import (
+    PROTOCOL_VERSION,
+    Assign,
+    Drain,
+    Heartbeat,
+    Job,
+    Probe,
+    Ready,
+    Register,
+    ResultAck,
+    ResultKey,
+    Results,
+    TaskSpec,
+    Welcome,
+)
+from tests.helpers.fakes import FakeClock, FakeLink, worker_with_fakes
+from worker import TaskContext
+from worker.agent import Session, Worker
+from worker.handlers import HandlerError, Handlers
+from worker.runner import TaskRunner
+
+EPOCH = "e1"
+GATES: dict[str, asyncio.Event] = {}
+
+
+async def gated(task: TaskSpec, ctx: TaskContext) -> Any:
+    """Finishes when the test sets ``GATES[task.id]``."""
+    await GATES.setdefault(task.id, asyncio.Event()).wait()
+    return task.payload
+
+
+def handlers() -> Handlers:
+    h = Handlers()
+    h.register("gated", gated)
+    return h
+
+
+def run(body: Callable[[], Awaitable[None]]) -> None:
+    GATES.clear()
+    asyncio.run(body())  # type: ignore[arg-type]
+
+
+def connect(worker: Worker, clock: FakeClock, epoch: str = EPOCH) -> None:
+    """Register, be welcomed, answer the probe: connected to manager instance ``epoch``."""
+    worker.keep_session(clock())
+    worker.handle(
+        Welcome(
+            version=PROTOCOL_VERSION,
+            manager_id="m",
+            manager_name="m",
+            epoch=epoch,
+            pub_endpoint="tcp://127.0.0.1:2",
+            heartbeat_interval=1.0,
+            liveness=3,
+        )
+    )
+    worker.handle_published(Probe(agent_id=worker.id, epoch=epoch))
+    assert worker.session == Session.CONNECTED
+
+
+def job(task_id: str, kind: str = "gated", attempt: int = 1, **spec: Any) -> Job:
+    return Job(task=TaskSpec(id=task_id, kind=kind, **spec), attempt=attempt)
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def sent_results(link: FakeLink) -> list[tuple[str, int]]:
+    return [(r.task_id, r.attempt) for m in link.of(Results) for r in m.results]
+
+
+def test_registration_advertises_capacity_kinds_and_every_held_job() -> None:
+    async def body() -> None:
+        worker, _, link, clock = worker_with_fakes(handlers(), capacity=1)
+        connect(worker, clock)
+        (reg,) = link.of(Register)
+        assert (reg.capacity, reg.skill) == (1, 5)
+        assert {"gated", "simulate", "echo", "noop", "sleep"} <= set(reg.kinds)
+        worker.handle(Assign(epoch=EPOCH, jobs=[job("a"), job("b")]))  # b waits for the slot
+        await settle()
+        clock.advance(1.0)
+        worker.keep_session(clock())
+        assert link.of(Heartbeat)[-1].running == 2
+        worker.handle(Heartbeat(epoch="e2", time=0))  # a new manager instance: register again
+        clock.advance(1.0)
+        worker.keep_session(clock())
+        held = {(k.task_id, k.attempt) for k in link.of(Register)[-1].holding}
+        assert held == {("a", 1), ("b", 1)}
+        GATES["a"].set()
+        GATES.setdefault("b", asyncio.Event()).set()
+
+    run(body)
+
+
+def test_a_result_is_sent_until_acknowledged() -> None:
+    async def body() -> None:
+        worker, runner, link, clock = worker_with_fakes(handlers())
+        connect(worker, clock)
+        worker.handle(Assign(epoch=EPOCH, jobs=[job("a", payload=7)]))
+        await settle()
+        GATES["a"].set()
+        await settle()
+        assert runner.flush(clock()) == 1
+        assert sent_results(link) == [("a", 1)]
+        assert link.of(Results)[0].results[0].output == 7
+        clock.advance(2.9)
+        assert runner.flush(clock()) == 0  # within the window: no re-send
+        clock.advance(0.2)
+        assert runner.flush(clock()) == 1  # a whole window without an ack: sent again
+        worker.handle(ResultAck(keys=[ResultKey(task_id="a", attempt=1)]))
+        clock.advance(10)
+        assert runner.flush(clock()) == 0
+        assert runner.holding() == []
+
+    run(body)
+
+
+def test_unacknowledged_results_are_resent_after_reconnecting() -> None:
+    async def body() -> None:
+        worker, runner, link, clock = worker_with_fakes(handlers())
+        connect(worker, clock)
+        worker.handle(Assign(epoch=EPOCH, jobs=[job("a")]))
+        await settle()
+        GATES["a"].set()
+        await settle()
+        runner.flush(clock())
+        worker.handle(Heartbeat(epoch="e2", time=0))  # the manager restarted
+        assert worker.session == Session.OFFLINE
+        assert runner.flush(clock()) == 0  # nobody to send to
+        clock.advance(0.5)
+        connect(worker, clock, epoch="e2")
+        assert ("a", 1) in {(k.task_id, k.attempt) for k in link.of(Register)[-1].holding}
+        assert runner.flush(clock()) == 1  # on_ready queued it again at once
+        assert sent_results(link) == [("a", 1), ("a", 1)]
+
+    run(body)
+
+
+def test_results_a_full_queue_refused_go_out_at_the_next_flush() -> None:
+    async def body() -> None:
+        worker, runner, link, clock = worker_with_fakes(handlers(), capacity=4)
+        connect(worker, clock)
+        worker.handle(Assign(epoch=EPOCH, jobs=[job(f"t{i}") for i in range(3)]))
+        await settle()
+        for i in range(3):
+            GATES[f"t{i}"].set()
+        await settle()
+        link.accepting = False
+        assert runner.flush(clock()) == 0
+        link.accepting = True
+        assert runner.flush(clock()) == 3  # not marked sent: no window to wait out
+        assert sorted(sent_results(link)) == [("t0", 1), ("t1", 1), ("t2", 1)]
+
+    run(body)
+
+
+def test_a_draining_worker_announces_it_to_every_manager_instance() -> None:
+    async def body() -> None:
+        worker, runner, link, clock = worker_with_fakes(handlers(), grace=30.0)
+        connect(worker, clock)
+        worker.handle(Assign(epoch=EPOCH, jobs=[job("long")]))
+        await settle()
+        worker.request_stop()  # SIGTERM
+        await settle()
+        assert len(link.of(Drain)) == 1
+        worker.handle(Heartbeat(epoch="e2", time=0))  # the manager restarted meanwhile
+        clock.advance(0.5)
+        connect(worker, clock, epoch="e2")
+        assert [type(m) for m in link.sent[-2:]] == [Ready, Drain]
+        GATES["long"].set()
+        await settle()
+        assert not worker.stopping.is_set()  # its result is not acknowledged yet
+        runner.flush(clock())
+        assert sent_results(link) == [("long", 1)]
+        worker.handle(ResultAck(keys=[ResultKey(task_id="long", attempt=1)]))
+        await asyncio.wait_for(worker.stopping.wait(), 5)
+        assert runner.holding() == []
+
+    run(body)
+
+
+def test_drain_cancels_what_outlives_the_grace() -> None:
+    async def body() -> None:
+        worker, runner, _, clock = worker_with_fakes(handlers(), grace=0.05)
+        connect(worker, clock)
+        worker.handle(Assign(epoch=EPOCH, jobs=[job("stuck")]))
+        await settle()
+        worker.request_stop()
+        await asyncio.wait_for(worker.stopping.wait(), 5)
+        assert runner.running() == 0
+        assert runner.holding() == []  # cancelled, not a result: the manager re-queues it
+        assert worker.bye_reason == "stopped; cancelled 1"
+
+    run(body)
+
+
+def test_reported_times_start_when_the_job_gets_its_slot() -> None:
+    async def body() -> None:
+        worker, runner, link, clock = worker_with_fakes(handlers(), capacity=1)
+        connect(worker, clock)
+        worker.handle(Assign(epoch=EPOCH, jobs=[job("first"), job("second")]))
+        await settle()
+        await asyncio.sleep(0.05)  # 'second' waits for the slot all this time
+        GATES["first"].set()
+        await settle()
+        GATES.setdefault("second", asyncio.Event()).set()
+        await settle()
+        runner.flush(clock())
+        done = {r.task_id: r for m in link.of(Results) for r in m.results}
+        assert done["second"].started >= done["first"].finished
+
+    run(body)
+
+
+def test_repeated_and_stale_assignments_are_ignored() -> None:
+    async def body() -> None:
+        worker, runner, _, clock = worker_with_fakes(handlers(), capacity=4)
+        connect(worker, clock)
+        worker.handle(Assign(epoch=EPOCH, jobs=[job("a")]))
+        worker.handle(Assign(epoch=EPOCH, jobs=[job("a")]))
+        worker.handle(Assign(epoch="old", jobs=[job("b")]))
+        await settle()
+        assert runner.running() == 1
+        GATES["a"].set()
+
+    run(body)
+
+
+def test_stopping_before_connecting_leaves_no_coroutine_unawaited() -> None:
+    async def body() -> None:
+        worker = Worker("early", link=FakeLink(), heartbeat_interval=0.05)
+        task = asyncio.ensure_future(worker.arun_worker(b""))
+        await asyncio.sleep(0.05)
+        await worker.stop()
+        await asyncio.wait_for(task, 5)
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        run(body)
+        gc.collect()
+    assert not [w for w in seen if "never awaited" in str(w.message)]
+
+
+def nested_process_kind() -> Handlers:
+    h = Handlers()
+
+    def local(task: TaskSpec, ctx: TaskContext) -> None:
+        return None
+
+    h.register("local", local)
+    return h
+
+
+def test_a_process_kind_that_cannot_be_imported_is_refused_at_start() -> None:
+    h = nested_process_kind()
+    with pytest.raises(HandlerError, match="module-level"):
+        h.isolate("local")
+    with pytest.raises(HandlerError, match="module-level"):
+        Handlers().register("anon", lambda t, c: None, process=True)
+
+
+def test_the_runner_is_a_hook_of_the_worker() -> None:
+    worker, runner, _, _ = worker_with_fakes(handlers(), capacity=3)
+    assert worker.hooks == [runner]
+    assert isinstance(runner, TaskRunner)
+    assert worker.capacity == 3
+    plain = Worker("ceylon", link=FakeLink())
+    assert plain.capacity == 0  # a Ceylon worker without a runner takes no tasks
