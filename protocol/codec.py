@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 
 import msgpack
 
+from protocol.compiled import ENCODERS as _ENCODERS
+from protocol.compiled import FAIL, builder, encoder
 from protocol.constants import MAX_MESSAGE_BYTES
 from protocol.errors import ProtocolError
 from protocol.messages import MESSAGE_TYPES, Message
@@ -26,6 +28,8 @@ _SCHEMA = Schema(tagged=False)
 def plain(value: Any) -> Any:
     """Turn nested dataclasses into maps of their fields, recursively."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        if type(value) in _ENCODERS:
+            return _ENCODERS[type(value)](value)
         return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, list | tuple):
         return [plain(v) for v in value]
@@ -60,6 +64,7 @@ def unpack(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> Any:
             strict_map_key=True,
             use_list=True,
             ext_hook=_refuse_ext,
+            max_ext_len=0,  # every ext type is refused, msgpack's Timestamp (-1) included
         )
     except ProtocolError:
         raise
@@ -77,7 +82,7 @@ def encode(msg: Message, max_bytes: int = MAX_MESSAGE_BYTES) -> bytes:
     A message the receiver would refuse (or ZeroMQ would drop) is a clear
     ``ProtocolError`` (code ``too_large``) here instead.
     """
-    body = plain(msg)
+    body = _ENCODERS[type(msg)](msg)
     body["type"] = msg.TYPE
     data = pack(body)
     if len(data) > max_bytes:
@@ -151,9 +156,18 @@ def decode(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> Message:
     cls = _BY_TYPE.get(tag)
     if cls is None:
         raise ProtocolError(f"unknown message type {tag[:40]!r}", "unknown_type")
-    return _SCHEMA.build(cls, body, tag)
+    msg = _BUILDERS[cls](body)
+    if msg is FAIL:  # the slow path says precisely what is wrong
+        return _SCHEMA.build(cls, body, tag)
+    return msg  # type: ignore[no-any-return]
 
 
 def build(cls: type[Any], mapping: Any) -> Any:
     """Validate a plain mapping (for example a JSON task) as record ``cls``."""
-    return _SCHEMA.build(cls, mapping)
+    record = builder(cls)(mapping)
+    return _SCHEMA.build(cls, mapping) if record is FAIL else record
+
+
+_BUILDERS = {cls: builder(cls) for cls in MESSAGE_TYPES}
+for _cls in MESSAGE_TYPES:
+    encoder(_cls)  # compiles the nested records too

@@ -490,3 +490,41 @@ def test_mutated_valid_messages_raise_only_protocol_error() -> None:
         decoded += _decode_or_protocol_error(_mutate(rng, encodings[i % len(encodings)]))
     assert decoded > 0  # some mutations (e.g. inside strings) stay valid messages
     assert decoded < 4000
+
+
+# --------------------------------------------------------------------------- fast path
+
+
+def _both_paths(data: bytes) -> tuple[Any, Any]:
+    """(compiled builder, schema) on the same decoded map: a record, or FAIL / the error."""
+    from protocol.codec import _BY_TYPE, _SCHEMA, unpack
+    from protocol.compiled import FAIL, builder
+
+    try:
+        body = unpack(data)
+    except ProtocolError:
+        return None, None
+    if type(body) is not dict or type(body.get("type")) is not str:
+        return None, None
+    cls = _BY_TYPE.get(body.pop("type"))
+    if cls is None:
+        return None, None
+    fast = builder(cls)(dict(body))
+    try:
+        slow: Any = _SCHEMA.build(cls, body)
+    except ProtocolError:
+        slow = FAIL
+    return fast, slow
+
+
+def test_the_compiled_fast_path_accepts_exactly_what_the_schema_accepts() -> None:
+    rng = random.Random(11)
+    encodings = [protocol.encode(m) for m in SAMPLES]
+    corpus = [*encodings, *(d for _, d in MALFORMED)]
+    corpus += [_mutate(rng, encodings[i % len(encodings)]) for i in range(3000)]
+    agreed = 0
+    for data in corpus:
+        fast, slow = _both_paths(data)
+        assert fast == slow, data
+        agreed += fast is not None
+    assert agreed > len(SAMPLES)  # the comparison ran on real messages, valid and not
