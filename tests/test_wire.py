@@ -19,7 +19,7 @@ import msgpack
 import pytest
 import zmq
 
-from protocol import PROTOCOL_VERSION, TaskSpec, TaskState
+from protocol import MAX_ITEM_BYTES, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, TaskSpec, TaskState
 from tests.conftest import Cluster
 from tests.helpers.ops import HANDLERS, connected, status, submit, wait_done, wait_until
 
@@ -198,12 +198,14 @@ class RawManager:
     def assign(self, *jobs: dict[str, Any], **pack: Any) -> None:
         self.send({"type": "assign", "epoch": self.epoch, "jobs": list(jobs)}, **pack)
 
-    def results(self, count: int) -> tuple[dict[tuple[str, int], dict[str, Any]], bytes]:
+    def results(
+        self, count: int, timeout: float = 15.0
+    ) -> tuple[dict[tuple[str, int], dict[str, Any]], bytes]:
         """Read (and acknowledge) results until ``count`` attempts reported; all bytes read."""
         got: dict[tuple[str, int], dict[str, Any]] = {}
         raw = b""
         while len(got) < count:
-            msg, body = self.recv("results")
+            msg, body = self.recv("results", timeout)
             raw += body
             keys = [{"task_id": r["task_id"], "attempt": r["attempt"]} for r in msg["results"]]
             got.update({(r["task_id"], r["attempt"]): r for r in msg["results"]})
@@ -544,3 +546,26 @@ def test_holding_keeps_a_job_waiting_for_a_slot_assigned_across_a_restart(
         assert all(s.attempt == 1 for s in done)
     finally:
         peer.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 11 follow-up: an error result keeps the refused output (PROTOCOL.md §9.3.1 "
+    "says nil), and an output over the message limit stops the worker",
+)
+def test_an_output_over_the_limits_is_an_error_without_output(
+    cluster: Cluster, raw_manager: RawManager
+) -> None:
+    mgr = raw_manager
+    worker = cluster.worker("big", 5, *HANDLERS, "--capacity", "2")
+    mgr.accept()
+    mgr.assign(
+        job("over-item", "big", payload=2 * MAX_ITEM_BYTES),
+        job("over-message", "big", payload=2 * MAX_MESSAGE_BYTES),
+    )
+    results, _ = mgr.results(2, timeout=5)
+    for result in results.values():
+        assert (result["status"], result["output"]) == ("error", None)
+        assert result["error"]["type"] == "ProtocolError"
+        assert "over the 262144-byte limit" in result["error"]["message"]
+    assert worker.alive()
