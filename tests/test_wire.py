@@ -1,12 +1,16 @@
-"""The wire seen from outside: a peer written with only zmq and msgpack.
+"""The wire seen from outside: peers written with only zmq and msgpack.
 
-These tests speak the protocol by hand (no taskmesh codec), as a worker in
-another language would, and throw bad input at a running manager: it must
-answer with clear errors, count them, and keep serving.
+These tests speak the protocol by hand (no taskmesh codec), as a program in
+another language would.  A hand-written worker throws bad input at a
+running manager: it must answer with clear errors, count them, and keep
+serving.  A hand-written manager drives a real Python worker: its results
+must be exactly those PROTOCOL.md specifies (§4.4, §9.3, §6.5).
 """
 
 from __future__ import annotations
 
+import signal
+import struct
 import time
 import uuid
 from typing import Any
@@ -15,13 +19,17 @@ import msgpack
 import pytest
 import zmq
 
-from protocol import PROTOCOL_VERSION, TaskSpec
+from protocol import MAX_ITEM_BYTES, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, TaskSpec, TaskState
 from tests.conftest import Cluster
 from tests.helpers.ops import HANDLERS, connected, status, submit, wait_done, wait_until
 
 
 class RawPeer:
-    """A DEALER (and optionally a SUB) driven by hand with plain msgpack maps."""
+    """A DEALER (and optionally a SUB) driven by hand with plain msgpack maps.
+
+    Once joined it heartbeats every ``interval`` (from ``welcome``) while it
+    waits in ``recv`` or ``pump``.
+    """
 
     def __init__(self, port: int, identity: str | None = None) -> None:
         self.ctx = zmq.Context()
@@ -31,6 +39,23 @@ class RawPeer:
         self.dealer.setsockopt(zmq.IDENTITY, self.id.encode())
         self.dealer.connect(f"tcp://127.0.0.1:{port}")
         self.sub: zmq.Socket[bytes] | None = None
+        self.epoch = ""
+        self.interval = 0.1
+        self.last_beat = 0.0
+        self.seen: list[dict[str, Any]] = []  # what recv skipped and pump read
+
+    def beat(self) -> None:
+        if self.epoch and time.monotonic() - self.last_beat >= self.interval:
+            self.last_beat = time.monotonic()
+            self.send({"type": "heartbeat", "epoch": self.epoch, "time": time.time_ns()})
+
+    def pump(self, seconds: float) -> None:
+        """Heartbeat and read for ``seconds`` (what arrives goes to ``seen``)."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            self.beat()
+            if self.dealer.poll(int(min(left, 0.02) * 1000)):
+                self.seen.append(msgpack.unpackb(self.dealer.recv(), raw=False))
 
     def send(self, body: dict[str, Any]) -> None:
         self.dealer.send(msgpack.packb(body, use_bin_type=True))
@@ -45,10 +70,12 @@ class RawPeer:
         sock = sock or self.dealer
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
-            if sock.poll(int(left * 1000)):
+            self.beat()
+            if sock.poll(int(min(left, 0.02) * 1000)):
                 msg: dict[str, Any] = msgpack.unpackb(sock.recv(), raw=False)
                 if msg["type"] == want:
                     return msg
+                self.seen.append(msg)
         raise AssertionError(f"no {want!r} within {timeout}s")
 
     def register(self, **fields: Any) -> dict[str, Any]:
@@ -67,9 +94,12 @@ class RawPeer:
         self.send(body)
         return self.recv("welcome")
 
-    def join(self) -> dict[str, Any]:
-        """Full handshake: register, subscribe, answer the probe."""
-        welcome = self.register()
+    def join(self, **fields: Any) -> dict[str, Any]:
+        """Full handshake: register, subscribe, answer the probe (again after a restart)."""
+        self.epoch = ""  # no heartbeats until the new epoch is known
+        welcome = self.register(**fields)
+        if self.sub is not None:
+            self.sub.close(linger=0)
         self.sub = self.ctx.socket(zmq.SUB)
         self.sub.setsockopt(zmq.LINGER, 0)
         self.sub.setsockopt(zmq.SUBSCRIBE, b"")
@@ -79,6 +109,7 @@ class RawPeer:
             if probe["agent_id"] == self.id:
                 break
         self.send({"type": "ready", "epoch": welcome["epoch"]})
+        self.epoch, self.interval = welcome["epoch"], welcome["heartbeat_interval"]
         self.recv("roster")
         return welcome
 
@@ -87,6 +118,141 @@ class RawPeer:
             if sock is not None:
                 sock.close(linger=0)
         self.ctx.term()
+
+
+class RawManager:
+    """A manager's ROUTER and PUB driven by hand, talking to one worker.
+
+    It heartbeats the worker while it waits in ``recv``; ``new_epoch`` plays
+    a manager restart (the worker registers again on the same DEALER).
+    """
+
+    def __init__(self, interval: float = 0.1, liveness: int = 10) -> None:
+        self.ctx = zmq.Context()
+        self.router = self.ctx.socket(zmq.ROUTER)
+        self.pub = self.ctx.socket(zmq.PUB)
+        for sock in (self.router, self.pub):
+            sock.setsockopt(zmq.LINGER, 0)
+        self.port = self.router.bind_to_random_port("tcp://127.0.0.1")
+        self.pub_port = self.pub.bind_to_random_port("tcp://127.0.0.1")
+        self.interval, self.liveness = interval, liveness
+        self.epoch = uuid.uuid4().hex[:16]
+        self.worker = b""  # identity of the worker, once it registered
+        self.last_beat = 0.0
+        self.heartbeats: list[dict[str, Any]] = []
+
+    def send(self, body: dict[str, Any], **pack: Any) -> None:
+        self.router.send_multipart([self.worker, msgpack.packb(body, use_bin_type=True, **pack)])
+
+    def new_epoch(self) -> None:
+        self.epoch = uuid.uuid4().hex[:16]
+        self.last_beat = 0.0  # the next heartbeat, with the new epoch, goes at once
+
+    def recv(
+        self, want: str, timeout: float = 15.0, where: Any = None
+    ) -> tuple[dict[str, Any], bytes]:
+        """The next message of type ``want`` (matching ``where``) and its bytes."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            if self.worker and time.monotonic() - self.last_beat >= self.interval:
+                self.last_beat = time.monotonic()
+                self.send({"type": "heartbeat", "epoch": self.epoch, "time": time.time_ns()})
+            if self.router.poll(int(min(left, 0.02) * 1000)):
+                ident, body = self.router.recv_multipart()
+                msg: dict[str, Any] = msgpack.unpackb(body, raw=False)
+                if msg["type"] == "heartbeat":
+                    self.heartbeats.append(msg)
+                if msg["type"] == want and (where is None or where(msg)):
+                    self.worker = ident
+                    return msg, body
+        raise AssertionError(f"no {want!r} within {timeout}s")
+
+    def accept(self) -> dict[str, Any]:
+        """Welcome the next ``register``, probe until ``ready``; return the register."""
+        register, _ = self.recv("register")
+        self.send(
+            {
+                "type": "welcome",
+                "version": PROTOCOL_VERSION,
+                "manager_id": "raw-manager",
+                "manager_name": "raw-manager",
+                "epoch": self.epoch,
+                "pub_endpoint": f"tcp://127.0.0.1:{self.pub_port}",
+                "heartbeat_interval": self.interval,
+                "liveness": self.liveness,
+            }
+        )
+        probe = {"type": "probe", "agent_id": register["agent_id"], "epoch": self.epoch}
+        for _ in range(100):
+            self.pub.send(msgpack.packb(probe))
+            try:
+                self.recv("ready", timeout=0.1, where=lambda m: m["epoch"] == self.epoch)
+            except AssertionError:
+                continue
+            self.send(
+                {"type": "roster", "agents": [{"id": "raw-manager", "name": "m", "role": "admin"}]}
+            )
+            return register
+        raise AssertionError("the worker never answered its probe")
+
+    def assign(self, *jobs: dict[str, Any], **pack: Any) -> None:
+        self.send({"type": "assign", "epoch": self.epoch, "jobs": list(jobs)}, **pack)
+
+    def results(
+        self, count: int, timeout: float = 15.0
+    ) -> tuple[dict[tuple[str, int], dict[str, Any]], bytes]:
+        """Read (and acknowledge) results until ``count`` attempts reported; all bytes read."""
+        got: dict[tuple[str, int], dict[str, Any]] = {}
+        raw = b""
+        while len(got) < count:
+            msg, body = self.recv("results", timeout)
+            raw += body
+            keys = [{"task_id": r["task_id"], "attempt": r["attempt"]} for r in msg["results"]]
+            got.update({(r["task_id"], r["attempt"]): r for r in msg["results"]})
+            self.send({"type": "result_ack", "keys": keys})
+        return got, raw
+
+    def close(self) -> None:
+        self.router.close(linger=0)
+        self.pub.close(linger=0)
+        self.ctx.term()
+
+
+def job(task_id: str, kind: str, attempt: int = 1, **spec: Any) -> dict[str, Any]:
+    return {"task": {"id": task_id, "kind": kind, **spec}, "attempt": attempt}
+
+
+def typed(value: Any) -> Any:
+    """``value`` with every msgpack family spelled out: ``1`` and ``1.0`` differ here."""
+    if isinstance(value, dict):
+        return ("map", sorted(((k, typed(v)) for k, v in value.items()), key=lambda kv: kv[0]))
+    if isinstance(value, list):
+        return ("array", [typed(v) for v in value])
+    return (type(value).__name__, value)
+
+
+RESULT_FIELDS = {
+    "task_id",
+    "attempt",
+    "worker",
+    "worker_id",
+    "success",
+    "status",
+    "output",
+    "error",
+    "started",
+    "finished",
+    "skill",
+}
+
+
+@pytest.fixture
+def raw_manager(cluster: Cluster) -> Any:
+    mgr = RawManager()
+    cluster.port = mgr.port  # workers the test starts connect to it
+    yield mgr
+    cluster.stop_all()
+    mgr.close()
 
 
 @pytest.fixture
@@ -235,3 +401,171 @@ def test_spoofed_sender_is_refused(raw: Any) -> None:
     peer.send({"type": "broadcast", "sender": "admin", "seq": 1, "time": 1, "data": b"x"})
     error = peer.recv("error")
     assert error["code"] == "spoofed_sender"
+
+
+# ---------------------------------------------------------------------------
+# A real Python worker seen from a hand-written manager (PROTOCOL.md §9.3)
+
+ECHO_PAYLOAD = {
+    "z-int": 1,
+    "float": 1.0,
+    "negative": -7,
+    "uint64": 2**64 - 1,
+    "int64": -(2**63),
+    "ns": 1795846051169170498,
+    "str": "é",
+    "bin": b"\x00\xff",
+    "nil": None,
+    "bool": True,
+    "list": [1, 1.0, "1", b"1", [], {}],
+    "map": {"b": [2.5], "a": {}},
+}
+
+
+def test_a_python_worker_reports_the_builtin_kinds_as_specified(
+    cluster: Cluster, raw_manager: RawManager
+) -> None:
+    mgr = raw_manager
+    cluster.worker("spec", 5, "--time-scale", "0.05", "--capacity", "5")
+    register = mgr.accept()
+    assert {"echo", "simulate"} <= set(register["kinds"])
+    assert "resize" not in register["kinds"]
+    mgr.assign(
+        job("sim-ok", "simulate", difficulty=3),
+        job("sim-low", "simulate", attempt=2, difficulty=7),
+        job("echo", "echo", difficulty=10, payload=ECHO_PAYLOAD),
+        job("resize", "resize"),
+        job("slow", "simulate", difficulty=10, timeout=0.1),
+    )
+    mgr.assign(job("echo32", "echo", payload=1.5), use_single_float=True)  # a float32 payload
+    results, raw_bytes = mgr.results(6)
+
+    def failure(type_: str, message: str) -> dict[str, Any]:
+        return {"type": type_, "message": message, "traceback": ""}
+
+    expected = {
+        ("sim-ok", 1): ("succeeded", {"skill": 5, "difficulty": 3}, None),
+        ("sim-low", 2): ("failed", None, failure("TaskFailed", "skill 5 is below difficulty 7")),
+        ("echo", 1): ("succeeded", ECHO_PAYLOAD, None),
+        ("echo32", 1): ("succeeded", 1.5, None),
+        ("resize", 1): ("no_handler", None, failure("NoHandler", "no handler for 'resize'")),
+        ("slow", 1): ("timeout", None, failure("Timeout", "over 0.1s")),
+    }
+    assert set(results) == set(expected)
+    for (task_id, attempt), (status_, output, error) in expected.items():
+        result = results[task_id, attempt]
+        assert set(result) == RESULT_FIELDS  # the Python encoder writes every field
+        times = {k: result.pop(k) for k in ("started", "finished")}
+        assert typed(result) == typed(
+            {
+                "task_id": task_id,
+                "attempt": attempt,
+                "worker": "spec",
+                "worker_id": register["agent_id"],
+                "success": status_ == "succeeded",
+                "status": status_,
+                "output": output,
+                "error": error,
+                "skill": 5,
+            }
+        ), task_id
+        assert type(times["started"]) is float
+        assert type(times["finished"]) is float
+        assert 0 < times["started"] <= times["finished"]
+        if task_id == "sim-low":  # slept difficulty x time-scale before failing
+            assert times["finished"] - times["started"] >= 7 * 0.05
+    # Floats go back as float64, whatever width they came in.
+    assert b"\xcb" + struct.pack(">d", 1.5) in raw_bytes
+    assert b"\xca" + struct.pack(">f", 1.5) not in raw_bytes
+    # Unix-ns times travel as 64-bit ints, never floats (§3.6).
+    assert mgr.heartbeats
+    assert all(type(b["time"]) is int and b["time"] > 2**53 for b in mgr.heartbeats)
+
+
+def test_a_python_worker_holds_jobs_waiting_for_a_slot(
+    cluster: Cluster, raw_manager: RawManager
+) -> None:
+    mgr = raw_manager
+    cluster.worker("slots", 5, "--time-scale", "0.5", "--capacity", "1")
+    mgr.accept()
+    mgr.assign(job("first", "simulate", difficulty=3), job("second", "simulate", difficulty=3))
+    # One runs, one waits for the only slot: both count as running (§5.2).
+    mgr.recv("heartbeat", where=lambda m: m["running"] == 2)
+    mgr.new_epoch()  # as if the manager restarted: the worker registers again
+    register = mgr.accept()
+    assert sorted((k["task_id"], k["attempt"]) for k in register["holding"]) == [
+        ("first", 1),
+        ("second", 1),
+    ]
+    results, _ = mgr.results(2)
+    assert {k: r["status"] for k, r in results.items()} == {
+        ("first", 1): "succeeded",
+        ("second", 1): "succeeded",
+    }
+
+
+def test_holding_keeps_a_job_waiting_for_a_slot_assigned_across_a_restart(
+    cluster: Cluster,
+) -> None:
+    slow = ("--heartbeat-interval", "0.5")  # a raw peer heartbeats only while it waits
+    mgr = cluster.manager(*slow)
+    cluster.worker("idle", 5)  # would take the jobs if they were re-queued
+    wait_until(connected(cluster, 1), what="worker")
+    peer = RawPeer(cluster.port)
+    try:
+        peer.join(skill=1, capacity=2)  # best-fit: the least skilled worker gets both
+        ids = submit(cluster, [TaskSpec(id="held-running"), TaskSpec(id="held-waiting")])
+        jobs: list[dict[str, Any]] = []
+        while len(jobs) < 2:
+            jobs += peer.recv("assign")["jobs"]
+        held = [{"task_id": j["task"]["id"], "attempt": j["attempt"]} for j in jobs]
+        assert sorted(h["task_id"] for h in held) == sorted(ids)
+        mgr.signal(signal.SIGKILL)
+        mgr.stop()
+        cluster.manager(*slow)
+        # Back with room for one: one job runs, the other waits for the slot.
+        peer.join(skill=1, capacity=1, holding=held)
+        peer.pump(2 * 0.5 * 3 + 1 + 0.5)  # past the wait for orphans (§9.9)
+
+        async def look() -> list[TaskState]:
+            async with cluster.client() as c:
+                return await c.tasks(ids)
+
+        states = cluster.run(look())
+        assert [(s.state, s.worker, s.attempt) for s in states] == [("running", peer.id, 1)] * 2
+        (me,) = [w for w in status(cluster).workers if w.id == peer.id]
+        assert (me.running, me.capacity) == (2, 1)
+        results = [
+            {**h, "worker": peer.id, "worker_id": peer.id, "success": True, "status": "succeeded"}
+            for h in held
+        ]
+        peer.send({"type": "results", "results": results})
+        peer.recv("result_ack")
+        done = wait_done(cluster, ids)
+        assert all(s.result is not None and s.result.worker == peer.id for s in done)
+        assert all(s.attempt == 1 for s in done)
+    finally:
+        peer.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 11 follow-up: an error result keeps the refused output (PROTOCOL.md §9.3.1 "
+    "says nil), and an output over the message limit stops the worker",
+)
+def test_an_output_over_the_limits_is_an_error_without_output(
+    cluster: Cluster, raw_manager: RawManager
+) -> None:
+    mgr = raw_manager
+    worker = cluster.worker("big", 5, *HANDLERS, "--capacity", "2")
+    mgr.accept()
+    mgr.assign(
+        job("over-item", "big", payload=2 * MAX_ITEM_BYTES),
+        job("over-message", "big", payload=2 * MAX_MESSAGE_BYTES),
+    )
+    results, _ = mgr.results(2, timeout=5)
+    for result in results.values():
+        assert (result["status"], result["output"]) == ("error", None)
+        assert result["error"]["type"] == "ProtocolError"
+        assert "over the 262144-byte limit" in result["error"]["message"]
+    assert worker.alive()
