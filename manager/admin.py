@@ -10,7 +10,9 @@ subclass ``Admin`` for Ceylon's callbacks (``on_message`` ...), as in Ceylon.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import functools
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -40,6 +42,8 @@ from protocol import (
     Register,
     Roster,
     Welcome,
+    ProtocolError,
+    decode,
     encode,
 )
 from runtime.agent import AgentBase, PeerAgent, now_ns, ref_of
@@ -172,18 +176,39 @@ class Admin(AgentBase):
             self.epoch,
         )
 
-    async def close(self) -> None:
-        """Commit and send what is pending, say goodbye to every agent, close the sockets."""
+    async def close(self, goodbye_wait: float | None = None) -> None:
+        """Commit and send what is pending, say goodbye to every agent, close the sockets.
+
+        After the goodbyes the sockets stay open until every agent told has
+        registered again (proof that it read the ``bye``: a DEALER with
+        ``ZMQ_IMMEDIATE`` drops what it has not read when the connection
+        goes) or ``goodbye_wait`` seconds (default: a liveness window, at
+        most 1 s).  Nothing that arrives meanwhile is answered.
+        """
         if not self._open:
             return
         await self.endpoint.flush()
-        for rec in self.registry:
-            self.endpoint.post(rec.id.encode(), Bye(reason="manager stopping"))
+        told = {rec.id.encode() for rec in self.registry}
+        bye = encode(Bye(reason="manager stopping"), self.config.max_message_bytes)
+        for ident in list(told):
+            self.endpoint.post(ident, bye, on_fail=functools.partial(told.discard, ident))
         await self.endpoint.flush()
+        wait = min(self.config.window, 1.0) if goodbye_wait is None else goodbye_wait
+        await self._await_registers(told, wait)
         for hook in self.hooks:
             hook.on_close()
         self.transport.close()
         self._open = False
+
+    async def _await_registers(self, idents: set[bytes], timeout: float) -> None:
+        if not idents or timeout <= 0:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while idents:
+                    frames = await self.transport.recv()
+                    if len(frames) == 2 and frames[0] in idents and _is_register(frames[1]):
+                        idents.discard(frames[0])
 
     def post(self, ident: bytes, msg: Message | bytes) -> None:
         """Send to one peer after the current batch is committed."""
@@ -269,7 +294,7 @@ class Admin(AgentBase):
             return
         if rec.state != AgentState.PENDING:
             return
-        rec.state = AgentState.CONNECTED
+        rec.state = AgentState.DRAINING if rec.drain_requested else AgentState.CONNECTED
         logger.info(
             "{} connected ({}, skill {}, capacity {})", rec.name, rec.role, rec.skill, rec.capacity
         )
@@ -293,6 +318,8 @@ class Admin(AgentBase):
         rec = self.registry.get(peer_name(ident))
         if rec is None:
             self.unknown(ident)
+        elif rec.state == AgentState.PENDING:  # sent before its ready: draining once ready
+            rec.drain_requested = True
         elif rec.state == AgentState.CONNECTED:
             rec.state = AgentState.DRAINING
             logger.info("{} is draining: {} task(s) in flight", rec.name, len(rec.running))
@@ -373,3 +400,10 @@ class Admin(AgentBase):
                 self.post(rec.id.encode(), beat)
         for hook in self.hooks:
             hook.on_tick(now)
+
+
+def _is_register(body: bytes) -> bool:
+    try:
+        return isinstance(decode(body), Register)
+    except ProtocolError:
+        return False

@@ -21,6 +21,7 @@ class AgentRecord:
     registered: float
     running: dict[str, int] = field(default_factory=dict)  # task id -> attempt
     completed: int = 0
+    drain_requested: bool = False  # said ``drain`` while pending: draining once ready
 
     @property
     def detail(self) -> AgentDetail:

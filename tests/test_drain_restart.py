@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import signal
 
-import pytest
-
 from protocol import TaskSpec, TaskState
 from tests.conftest import Cluster
 from tests.helpers.ops import (
@@ -39,7 +37,6 @@ def draining(cluster: Cluster) -> bool:
     return any(w.state == "draining" for w in status(cluster).workers)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11: drain not re-announced after re-registration")
 def test_a_draining_worker_gets_no_new_work_after_a_manager_restart(cluster: Cluster) -> None:
     mgr = cluster.manager()
     drainer = cluster.worker("d", 9, *HANDLERS, "--capacity", "2", "--grace", "30")

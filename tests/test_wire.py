@@ -548,11 +548,6 @@ def test_holding_keeps_a_job_waiting_for_a_slot_assigned_across_a_restart(
         peer.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11 follow-up: an error result keeps the refused output (PROTOCOL.md §9.3.1 "
-    "says nil), and an output over the message limit stops the worker",
-)
 def test_an_output_over_the_limits_is_an_error_without_output(
     cluster: Cluster, raw_manager: RawManager
 ) -> None:

@@ -182,7 +182,7 @@ def test_a_draining_worker_announces_it_to_every_manager_instance() -> None:
         worker.handle(Heartbeat(epoch="e2", time=0))  # the manager restarted meanwhile
         clock.advance(0.5)
         connect(worker, clock, epoch="e2")
-        assert [type(m) for m in link.sent[-2:]] == [Ready, Drain]
+        assert [type(m) for m in link.sent[-2:]] == [Drain, Ready]  # drain first
         GATES["long"].set()
         await settle()
         assert not worker.stopping.is_set()  # its result is not acknowledged yet

@@ -327,11 +327,11 @@ class Worker(AgentBase):
             self.peer_down(msg.agent.id)
 
     def _on_probe(self) -> None:
+        if self.draining:  # before ready: a new manager instance must assign us nothing
+            self.send_nowait(Drain(grace=self.config.grace))
+        self.send_nowait(Ready(epoch=self.epoch))  # again if connected: our ready was lost
         if self.session != Session.PROBING:
             return
-        self.send_nowait(Ready(epoch=self.epoch))
-        if self.draining:  # every manager instance must know: it assigns us nothing new
-            self.send_nowait(Drain(grace=self.config.grace))
         self.session = Session.CONNECTED
         self._connected.set()
         logger.info("{} connected to {} ({})", self.name, self.manager_id, self.epoch)

@@ -155,7 +155,7 @@ class ManagerHarness:
         self.deliver(ident, Ready(epoch=self.admin.epoch))
 
     def close(self) -> None:
-        self.run(self.admin.close())
+        self.run(self.admin.close(goodbye_wait=0))  # no worker here to register again
         self.loop.close()
 
 
