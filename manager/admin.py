@@ -38,11 +38,11 @@ from protocol import (
     Left,
     Message,
     Probe,
+    ProtocolError,
     Ready,
     Register,
     Roster,
     Welcome,
-    ProtocolError,
     decode,
     encode,
 )

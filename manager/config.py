@@ -60,6 +60,13 @@ class ManagerConfig(AgentConfig):
     fsync: bool = setting(
         False, help="fsync every journal commit (survives power loss, not just kills)."
     )
+    prefetch: int = setting(
+        1,
+        help="Jobs per unit of capacity a worker may hold waiting for a slot, for kinds whose "
+        "tasks take under 0.1 s (long tasks go only to free capacity); 0: none.",
+        low=0,
+        high=100,
+    )
     max_queued: int = setting(
         1_000_000, help="Refuse submissions ('busy') beyond this many queued tasks.", low=1
     )

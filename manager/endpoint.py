@@ -85,18 +85,30 @@ class Endpoint:
         self.room = room
         self.counters: Counter[str] = Counter()
         self._outbox: list[tuple[bytes | None, bytes, OnFail | None]] = []
+        self._early: list[tuple[bytes | None, bytes, OnFail | None]] = []
         self._drained_at = clock()  # when the ROUTER was last read to the end
         self._recv_idle = True  # waiting for input (or not reading yet): nothing unread
+        #: Bytes of the message being handled (a handler's cheap bound on its parts' sizes).
+        self.current_size = 0
 
     # ------------------------------------------------------------------ outgoing
 
-    def post(self, ident: bytes, msg: Message | bytes, on_fail: OnFail | None = None) -> None:
+    def post(
+        self,
+        ident: bytes,
+        msg: Message | bytes,
+        on_fail: OnFail | None = None,
+        *,
+        early: bool = False,
+    ) -> None:
         """Send to one peer after the next commit; ``on_fail`` runs if it cannot be delivered.
 
-        Raises ``ProtocolError`` (code ``too_large``) for a message too large to send.
+        ``early``: at the next flush but before its commit, for messages that
+        promise nothing durable (they must not wait for the disk).  Raises
+        ``ProtocolError`` (code ``too_large``) for a message too large to send.
         """
         body = msg if isinstance(msg, bytes) else encode(msg, self.max_bytes)
-        self._outbox.append((ident, body, on_fail))
+        (self._early if early else self._outbox).append((ident, body, on_fail))
 
     def publish(self, msg: Message | bytes) -> None:
         """Send to every subscriber (PUB), in order with the posts around it."""
@@ -104,9 +116,14 @@ class Endpoint:
         self._outbox.append((None, body, None))
 
     async def flush(self) -> None:
-        """Commit what was handled, then send what it earned, in order."""
+        """Send the early messages, commit what was handled, then send what it earned."""
+        early, self._early = self._early, []
+        await self._send(early)
         self.before_ack()
         outbox, self._outbox = self._outbox, []
+        await self._send(outbox)
+
+    async def _send(self, outbox: list[tuple[bytes | None, bytes, OnFail | None]]) -> None:
         for count, (ident, body, on_fail) in enumerate(outbox, 1):
             if ident is None:
                 await self.transport.publish(body)
@@ -151,6 +168,7 @@ class Endpoint:
             self.bad(ident, f"expected 1 body frame, got {len(frames) - 1}", b"")
             return
         body = frames[1]
+        self.current_size = len(body)
         try:
             msg = decode(body, self.max_bytes)
         except ProtocolError as exc:

@@ -1,4 +1,4 @@
-"""The durable journal: every accepted task and every final result, in SQLite (WAL).
+"""The durable store: every accepted task and every final result, in SQLite (WAL).
 
 Writes happen inside an open transaction; ``commit`` ends it.  The manager
 commits once per batch of messages it handled (group commit) and only then
@@ -6,50 +6,72 @@ sends the acknowledgements those messages earned, so a client's submission
 and a worker's result are on disk before they are acknowledged.  With WAL and
 ``synchronous=NORMAL`` a commit survives the manager being killed at any
 moment (not a power cut: use ``fsync=True`` for that).
+
+One row a task, addressed by ``seq`` (submission order, chosen by the
+manager): an insert when it is accepted, an update when it is assigned and
+one when it is final.  Finished tasks are served from here; the most recent
+results also from memory (``RecentResults``).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 
-from protocol import TaskResult, TaskSpec, TaskStatus, build
+from manager.store import RECENT, LiveRow, RecentResults, final_state
+from protocol import TaskResult, TaskSpec, TaskState, TaskStatus, build
 from protocol.codec import pack, plain, unpack
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
-    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq      INTEGER PRIMARY KEY,
     id       TEXT NOT NULL UNIQUE,
     spec     BLOB NOT NULL,
     state    TEXT NOT NULL,
     attempt  INTEGER NOT NULL DEFAULT 0,
     worker   TEXT NOT NULL DEFAULT '',
-    result   BLOB
+    result   BLOB,
+    status   TEXT
 );
-CREATE INDEX IF NOT EXISTS tasks_state ON tasks(state);
+DROP INDEX IF EXISTS tasks_state;
 """
+#: Ids per ``IN (...)`` query (SQLite's default limit on bound variables is 32,766).
+CHUNK = 500
 
 
-@dataclass(frozen=True, slots=True)
-class JournalRow:
-    spec: TaskSpec
-    state: TaskStatus
-    attempt: int
-    worker: str
-    result: TaskResult | None
+class JournalError(RuntimeError):
+    """The journal file cannot be opened or used (path, permissions, not a database)."""
 
 
 class Journal:
-    def __init__(self, path: str, *, fsync: bool = False) -> None:
+    durable = True
+
+    def __init__(self, path: str, *, fsync: bool = False, keep: int = RECENT) -> None:
         self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        if path != ":memory:":
-            self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
-        self._db.executescript(SCHEMA)
-        self._open = False
         self.commits = 0
+        self.recent = RecentResults(keep)
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
+            self._db.executescript(SCHEMA)
+            self._migrate()
+            (last,) = self._db.execute("SELECT coalesce(max(seq), 0) FROM tasks").fetchone()
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot use {path!r} as the journal: {exc}") from None
+        self._next = int(last) + 1
+        self._open = False
+
+    def _migrate(self) -> None:
+        """Journals written before the ``status`` column: add it and fill it in."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(tasks)")}
+        if "status" in columns:
+            return
+        self._db.execute("ALTER TABLE tasks ADD COLUMN status TEXT")
+        rows = self._db.execute("SELECT seq, result FROM tasks WHERE result IS NOT NULL")
+        fill = [(unpack(blob).get("status"), seq) for seq, blob in rows.fetchall()]
+        self._db.executemany("UPDATE tasks SET status=? WHERE seq=?", fill)
 
     def _begin(self) -> sqlite3.Connection:
         if not self._open:
@@ -57,27 +79,36 @@ class Journal:
             self._open = True
         return self._db
 
-    def add(self, specs: Iterable[TaskSpec]) -> None:
+    def next_seq(self) -> int:
+        return self._next
+
+    def add(self, tasks: Sequence[tuple[int, TaskSpec]]) -> None:
+        if not tasks:
+            return
         self._begin().executemany(
-            "INSERT OR IGNORE INTO tasks(id, spec, state) VALUES (?, ?, 'queued')",
-            [(s.id, pack(plain(s))) for s in specs],
+            "INSERT INTO tasks(seq, id, spec, state) VALUES (?, ?, ?, 'queued')",
+            [(seq, spec.id, pack(plain(spec))) for seq, spec in tasks],
+        )
+        self._next = max(self._next, tasks[-1][0] + 1)
+
+    def assigned(self, rows: Iterable[tuple[int, int, str]]) -> None:
+        """``(seq, attempt, worker_id)`` of tasks now running."""
+        self._begin().executemany(
+            "UPDATE tasks SET state='running', attempt=?, worker=? WHERE seq=?",
+            [(attempt, worker, seq) for seq, attempt, worker in rows],
         )
 
-    def assigned(self, items: Iterable[tuple[str, int, str]]) -> None:
-        """``(task_id, attempt, worker_id)`` for tasks now running."""
-        self._begin().executemany(
-            "UPDATE tasks SET state='running', attempt=?, worker=? WHERE id=?",
-            [(attempt, worker, task_id) for task_id, attempt, worker in items],
-        )
+    def requeued(self, seq: int) -> None:
+        self._begin().execute("UPDATE tasks SET state='queued', worker='' WHERE seq=?", (seq,))
 
-    def requeued(self, task_id: str) -> None:
-        self._begin().execute("UPDATE tasks SET state='queued', worker='' WHERE id=?", (task_id,))
-
-    def finished(self, results: Iterable[TaskResult]) -> None:
+    def finished(self, done: Sequence[tuple[int, TaskSpec, TaskResult]]) -> None:
+        if not done:
+            return
         self._begin().executemany(
-            "UPDATE tasks SET state='done', attempt=?, result=? WHERE id=?",
-            [(r.attempt, pack(plain(r)), r.task_id) for r in results],
+            "UPDATE tasks SET state='done', attempt=?, worker=?, status=?, result=? WHERE seq=?",
+            [(r.attempt, r.worker_id, str(r.status), pack(plain(r)), seq) for seq, _, r in done],
         )
+        self.recent.put(done)
 
     def commit(self) -> None:
         if self._open:
@@ -85,22 +116,67 @@ class Journal:
             self._open = False
             self.commits += 1
 
-    def rows(self) -> Iterator[JournalRow]:
-        """Every task in submission order, as last committed."""
+    def close(self) -> None:
+        self.commit()
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._db.close()
+
+    # ------------------------------------------------------------------ reading
+
+    def unfinished(self) -> Iterator[LiveRow]:
+        """Every task not yet final, in submission order, as last committed."""
         cur = self._db.execute(
-            "SELECT spec, state, attempt, worker, result FROM tasks ORDER BY seq"
+            "SELECT seq, spec, state, attempt, worker FROM tasks WHERE state != 'done' ORDER BY seq"
         )
-        for spec, state, attempt, worker, result in cur:
-            yield JournalRow(
+        for seq, spec, state, attempt, worker in cur:
+            yield LiveRow(
+                seq=seq,
                 spec=build(TaskSpec, unpack(spec)),
                 state=TaskStatus(state),
                 attempt=attempt,
                 worker=worker,
-                result=build(TaskResult, unpack(result)) if result is not None else None,
             )
 
-    def close(self) -> None:
-        self.commit()
-        if self.path != ":memory:":
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self._db.close()
+    def tally(self) -> dict[str, int]:
+        """Final results by status (``succeeded``, ``failed`` ...) as committed."""
+        counts: Counter[str] = Counter()
+        for status, count in self._db.execute(
+            "SELECT status, count(*) FROM tasks WHERE state = 'done' GROUP BY status"
+        ):
+            counts[str(status)] += count
+        return dict(counts)
+
+    def final(self, ids: Sequence[str]) -> dict[str, TaskState]:
+        """The final states of those of ``ids`` that are done."""
+        out: dict[str, TaskState] = {}
+        missing = []
+        for task_id in ids:
+            state = self.recent.get(task_id)
+            if state is not None:
+                out[task_id] = state
+            else:
+                missing.append(task_id)
+        for start in range(0, len(missing), CHUNK):
+            chunk = missing[start : start + CHUNK]
+            marks = ",".join("?" * len(chunk))
+            cur = self._db.execute(
+                f"SELECT spec, result FROM tasks WHERE state = 'done' AND id IN ({marks})",
+                chunk,
+            )
+            for spec, result in cur:
+                state = _state(spec, result)
+                out[state.id] = state
+        return out
+
+    def page(self, after: int, limit: int) -> list[tuple[int, TaskState]]:
+        """Done tasks after ``seq`` ``after``, in submission order."""
+        cur = self._db.execute(
+            "SELECT seq, spec, result FROM tasks WHERE seq > ? AND state = 'done' "
+            "ORDER BY seq LIMIT ?",
+            (after, limit),
+        )
+        return [(seq, _state(spec, result)) for seq, spec, result in cur]
+
+
+def _state(spec: bytes, result: bytes) -> TaskState:
+    return final_state(build(TaskSpec, unpack(spec)), build(TaskResult, unpack(result)))

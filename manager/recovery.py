@@ -12,8 +12,8 @@ from collections import Counter
 
 from loguru import logger
 
-from manager.journal import Journal
-from manager.taskbook import TaskBook, TaskRecord
+from manager.store import Store
+from manager.taskbook import Live, TaskBook
 from protocol import ResultKey, TaskStatus
 
 
@@ -27,27 +27,26 @@ class Orphans:
     def __len__(self) -> int:
         return len(self._waiting)
 
-    def resume(self, journal: Journal, book: TaskBook, now: float, patience: float) -> None:
-        """Fill ``book`` from ``journal``; orphans wait ``patience`` seconds for their worker."""
+    def resume(self, store: Store, book: TaskBook, now: float, patience: float) -> None:
+        """Fill ``book`` from ``store``; orphans wait ``patience`` seconds for their worker."""
         counts: Counter[str] = Counter()
-        for row in journal.rows():
-            rec = TaskRecord(spec=row.spec, state=row.state, attempt=row.attempt, result=row.result)
+        for row in store.unfinished():
+            task = Live(spec=row.spec, seq=row.seq, state=row.state, attempt=row.attempt)
             if row.state == TaskStatus.RUNNING:
-                rec.worker_id = row.worker
-                rec.tried.add(row.worker)
+                task.worker_id = row.worker
+                task.tried = {row.worker}
                 if row.spec.timeout:  # the backstop restarts with the manager
-                    rec.deadline = now + row.spec.timeout + book.deadline_grace
+                    task.deadline = now + row.spec.timeout + book.deadline_grace
                 self._waiting[row.spec.id] = (row.worker, row.attempt)
-            book.restore(rec)
+            book.restore(task)
             counts[row.state] += 1
         if counts:
             self.deadline = now + patience
             logger.info(
-                "journal {}: resumed {} queued, {} running (awaiting their workers), {} done",
-                journal.path,
+                "journal {}: resumed {} queued and {} running (awaiting their workers)",
+                store.path,
                 counts[TaskStatus.QUEUED],
                 counts[TaskStatus.RUNNING],
-                counts[TaskStatus.DONE],
             )
 
     def claim(self, worker_id: str, holding: list[ResultKey]) -> list[tuple[str, int]]:

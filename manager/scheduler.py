@@ -28,6 +28,16 @@ class Candidate:
 
 
 Policy = Callable[[TaskSpec, Sequence[Candidate], Collection[str], bool], str | None]
+#: What a policy prefers, smallest first: a function of ``(skill, running, capacity)``.
+Key = Callable[[int, int, int], tuple[float, ...]]
+
+
+def best_fit_key(skill: int, running: int, capacity: int) -> tuple[float, ...]:
+    return (skill, running / capacity if capacity else 1.0, running)
+
+
+def least_loaded_key(skill: int, running: int, capacity: int) -> tuple[float, ...]:
+    return (running / capacity if capacity else 1.0, skill, running)
 
 
 def _eligible(task: TaskSpec, workers: Sequence[Candidate]) -> list[Candidate]:
@@ -67,7 +77,9 @@ def best_fit(
     no connected worker is skilled enough for runs on the strongest free
     worker (and will likely fail) instead of waiting.
     """
-    return _pick(task, workers, avoid, fallback, lambda w: (w.skill, w.load, w.running))
+    return _pick(
+        task, workers, avoid, fallback, lambda w: best_fit_key(w.skill, w.running, w.capacity)
+    )
 
 
 def least_loaded(
@@ -77,7 +89,10 @@ def least_loaded(
     fallback: bool = False,
 ) -> str | None:
     """The capable worker with the lowest running/capacity ratio; ties go to the less skilled."""
-    return _pick(task, workers, avoid, fallback, lambda w: (w.load, w.skill, w.running))
+    return _pick(
+        task, workers, avoid, fallback, lambda w: least_loaded_key(w.skill, w.running, w.capacity)
+    )
 
 
 POLICIES: dict[str, Policy] = {"best-fit": best_fit, "least-loaded": least_loaded}
+KEYS: dict[str, Key] = {"best-fit": best_fit_key, "least-loaded": least_loaded_key}

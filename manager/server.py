@@ -16,6 +16,8 @@ from manager.config import ManagerConfig
 from manager.endpoint import Transport
 from manager.journal import Journal
 from manager.service import TaskService
+from manager.store import MemoryStore, Store
+from runtime.memory import tune_gc
 from runtime.signals import install_signal_handlers, relay
 
 
@@ -26,8 +28,9 @@ def build(
     clock: Callable[[], float] = time.monotonic,
 ) -> tuple[Admin, TaskService]:
     """The manager's parts, wired: an ``Admin`` and its ``TaskService`` over ``cfg.db``."""
+    store: Store = MemoryStore() if cfg.db == ":memory:" else Journal(cfg.db, fsync=cfg.fsync)
     admin = Admin(config=cfg, role="manager", transport=transport, clock=clock)
-    service = TaskService(admin, Journal(cfg.db, fsync=cfg.fsync))
+    service = TaskService(admin, store)
     admin.use(service)
     return admin, service
 
@@ -43,18 +46,18 @@ async def serve(cfg: ManagerConfig, shutdown_trigger: asyncio.Event | None = Non
             Path(cfg.ready_file),
             {"endpoint": admin.address, "pub_endpoint": admin.pub_endpoint, "epoch": admin.epoch},
         )
+    tune_gc()
     await admin.arun_admin()
     if trigger is not None:
         trigger.cancel()
-    counts = service.book.counts()
+    book = service.book
     logger.info(
-        "manager stopped: {} task(s), {} done, {} queued, {} running, {} duplicate result(s), "
-        "{} bad message(s)",
-        len(service.book),
-        counts["done"],
-        counts["queued"],
-        counts["running"],
-        counts["duplicates"],
+        "manager stopped: {} task(s) finished here, {} queued, {} running, "
+        "{} duplicate result(s), {} bad message(s)",
+        sum(book.finished.values()),
+        book.queued,
+        book.running,
+        book.duplicates,
         admin.counters["bad_messages"],
     )
     return service

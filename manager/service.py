@@ -1,80 +1,82 @@
-"""The manager's task layer: submission, skill-based placement, results, status.
+"""The manager's task layer: submission, skill-based placement, results, pushes.
 
 An ``AdminHooks`` extension of the ``Admin``: it handles the task messages of
 clients and workers, places work when workers come and re-queues it when
 they go.  Decisions come from the pure ``TaskBook``, ``place`` and policy
-functions; state changes go to the ``Journal`` and are committed in
-``before_ack``, before any reply of the batch is sent.
+functions; finished tasks leave memory for the ``Store``, which is committed
+in ``before_ack``, before any reply of the batch is sent.  Queries (``tasks``,
+``watch``, ``status``) are answered by ``manager.queries``.
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Mapping
-from itertools import islice
+from typing import Any
 
 from loguru import logger
 
+from manager import wire
 from manager.admin import Admin
 from manager.config import ManagerConfig
 from manager.hooks import AdminHooks, Handler
-from manager.journal import Journal
 from manager.placement import place
+from manager.queries import Queries
 from manager.recovery import Orphans
 from manager.registry import AgentRecord
-from manager.scheduler import POLICIES
-from manager.taskbook import Outcome, TaskBook
+from manager.store import Store
+from manager.taskbook import Live, Outcome, TaskBook
+from manager.watchers import Watchers
 from protocol import (
     MAX_ITEM_BYTES,
-    Assign,
     Error,
     Message,
-    ProtocolError,
     Register,
-    ResultAck,
-    ResultKey,
     Results,
     ResultStatus,
-    StatusReply,
     StatusRequest,
     Submit,
     SubmitReply,
     TaskResult,
-    TaskSpec,
-    TasksReply,
     TasksRequest,
     TaskState,
     TaskStatus,
-    encode,
-    encode_batches,
+    Watch,
 )
 from protocol.codec import encoded_size
+from protocol.compiled import encoder
 
-MAX_TASKS_REPLY = 1000
+#: A kind whose tasks recently took less than this (seconds) is prefetched.
+SHORT_TASK = 0.1
 
 
 class TaskService(AdminHooks):
-    """Tasks on top of an ``Admin``: attach with ``admin.use(TaskService(admin, journal))``."""
+    """Tasks on top of an ``Admin``: attach with ``admin.use(TaskService(admin, store))``."""
 
-    def __init__(self, admin: Admin, journal: Journal) -> None:
+    def __init__(self, admin: Admin, store: Store) -> None:
         cfg: ManagerConfig = admin.config
         self.admin = admin
         self.config = cfg
-        self.journal = journal
-        self.policy = POLICIES[cfg.policy]
-        self.fallback = cfg.unmatched == "strongest"
+        self.store = store
         self.book = TaskBook(max_attempts=cfg.max_attempts, deadline_grace=2 * cfg.window)
+        self.watchers = Watchers(admin.clock)
         self.orphans = Orphans()
+        self.queries = Queries(self)
+        self.durations: dict[str, float] = {}  # kind -> recent seconds per task (EWMA)
+        self.done_before: Counter[str] = Counter(store.tally())  # final results at start
         # Workers notice a new manager instance within a liveness window and re-register.
-        self.orphans.resume(journal, self.book, admin.clock(), 2 * cfg.window + 1.0)
+        self.orphans.resume(store, self.book, admin.clock(), 2 * cfg.window + 1.0)
         self._gate_open = cfg.expect_workers <= 0
+        self._pushes: dict[bytes, list[dict[str, Any]]] = {}
 
     def message_handlers(self) -> Mapping[type[Message], Handler]:
         return {
             Submit: self._on_submit,
             Results: self._on_results,
-            StatusRequest: self._on_status,
-            TasksRequest: self._on_tasks,
+            StatusRequest: self.queries.on_status,
+            TasksRequest: self.queries.on_tasks,
+            Watch: self.queries.on_watch,
         }
 
     @property
@@ -87,74 +89,52 @@ class TaskService(AdminHooks):
     # ------------------------------------------------------------------ clients
 
     def _on_submit(self, ident: bytes, msg: Submit) -> None:
+        self.watchers.heard(ident)
+        fresh = [s for s in msg.tasks if self.book.get(s.id) is None]
+        done = self.store.final([s.id for s in fresh]) if fresh else {}
         queued = self.book.queued
-        if queued + sum(self.book.get(s.id) is None for s in msg.tasks) > self.config.max_queued:
+        new_count = len(fresh) - len(done)
+        if new_count and queued + new_count > self.config.max_queued:
             self.admin.counters["submits_refused"] += 1
             why = f"{queued} tasks queued (limit {self.config.max_queued}); retry later"
             self.admin.post(ident, Error(code="busy", message=why, req=msg.req))
             return
-        big = next((s.id for s in msg.tasks if encoded_size(s) > MAX_ITEM_BYTES), None)
-        if big is not None:
-            why = f"task {big[:64]!r} is over {MAX_ITEM_BYTES} bytes; pass large data by reference"
-            self.admin.post(ident, Error(code="too_large", message=why, req=msg.req))
-            return
-        new: list[TaskSpec] = []
-        known = []
+        if self.admin.endpoint.current_size > MAX_ITEM_BYTES:  # one task may be too large
+            big = next((s.id for s in msg.tasks if encoded_size(s) > MAX_ITEM_BYTES), None)
+            if big is not None:
+                why = (
+                    f"task {big[:64]!r} is over {MAX_ITEM_BYTES} bytes; "
+                    "pass large data by reference"
+                )
+                self.admin.post(ident, Error(code="too_large", message=why, req=msg.req))
+                return
+        seq = self.store.next_seq()
+        new = []
+        known: list[TaskState] = []
+        watched: list[str] = []
         for spec in msg.tasks:
-            if self.book.submit(spec):
-                new.append(spec)
+            final = done.get(spec.id)
+            if final is not None:
+                known.append(_without_result(final))
+                if msg.watch:
+                    self.push(ident, [final])
+                continue
+            live = self.book.get(spec.id)
+            if live is not None:  # known, or twice in this message
+                known.append(live.view())
             else:
-                rec = self.book.get(spec.id)
-                assert rec is not None
-                known.append(rec.view(with_result=False))  # ids and states; results via tasks
-        self.journal.add(new)
-        self.admin.post(ident, SubmitReply(req=msg.req, accepted=[s.id for s in new], known=known))
+                live = self.book.submit(spec, seq)
+                new.append((seq, spec))
+                seq += 1
+            watched.append(spec.id)
+        self.store.add(new)
+        if msg.watch:
+            self.watchers.watch(ident, watched)
+        accepted = [spec.id for _, spec in new]
+        self.admin.post(ident, SubmitReply(req=msg.req, accepted=accepted, known=known))
         if new:
-            logger.info("accepted {} task(s), {} already known", len(new), len(known))
+            logger.debug("accepted {} task(s), {} already known", len(new), len(known))
             self.schedule()
-
-    def _on_status(self, ident: bytes, msg: StatusRequest) -> None:
-        now = self.admin.clock()
-        workers = [rec.info(now) for rec in self.admin.registry if rec.capacity > 0]
-        counts = dict(self.book.counts())
-        counts.update({k: v for k, v in self.admin.counters.items() if not k.startswith("rx.")})
-        counts["gaps"] = self.admin.gaps.missed
-        counts["journal_commits"] = self.journal.commits
-        counts["awaiting_workers"] = self.waiting_for_workers
-        reply = StatusReply(
-            req=msg.req,
-            manager_id=self.admin.id,
-            epoch=self.admin.epoch,
-            policy=self.config.policy,
-            workers=workers,
-            counts=counts,
-            uptime=now - self.admin.started,
-        )
-        self.admin.post(ident, reply)
-
-    def _on_tasks(self, ident: bytes, msg: TasksRequest) -> None:
-        """States after the batch's commit: a client never sees a result that could vanish."""
-        if msg.ids:
-            states = [self._view(i) for i in msg.ids[:MAX_TASKS_REPLY]]
-        else:
-            offset = max(0, msg.offset)
-            page = islice(self.book.records(), offset, offset + MAX_TASKS_REPLY)
-            states = [r.view() for r in page]
-        # As many as fit in one message; the client asks again for the rest.
-        total = len(self.book)
-        pages = encode_batches(states, lambda s: TasksReply(req=msg.req, tasks=s, total=total))
-        try:
-            self.admin.post(
-                ident, next(pages, encode(TasksReply(req=msg.req, tasks=[], total=total)))
-            )
-        except ProtocolError as exc:  # one state alone is over the limit
-            self.admin.post(ident, Error(code=exc.code, message=str(exc), req=msg.req))
-
-    def _view(self, task_id: str) -> TaskState:
-        rec = self.book.get(task_id)
-        if rec is None:
-            return TaskState(id=task_id, state=TaskStatus.UNKNOWN, attempt=0)
-        return rec.view()
 
     # ------------------------------------------------------------------ workers
 
@@ -163,38 +143,61 @@ class TaskService(AdminHooks):
         if rec is None:
             self.admin.unknown(ident)
             return
-        recorded: list[TaskResult] = []
+        done: list[tuple[int, Live, TaskResult]] = []
         for result in msg.results:
-            outcome = self.book.record(result, rec.id)
+            outcome, task = self.book.record(result, rec.id)
             if rec.running.get(result.task_id) == result.attempt:
                 del rec.running[result.task_id]
-            if outcome is Outcome.RECORDED:
+            if task is not None:
                 rec.completed += 1
-                recorded.append(result)
-                logger.info(
-                    "task {} {} on {} (attempt {})",
-                    result.task_id,
-                    result.status,
-                    result.worker,
-                    result.attempt,
-                )
-            else:
-                self.admin.counters[f"results_{outcome.value}"] += 1
-                logger.info(
-                    "{} result for task {} attempt {} from {} ignored",
-                    outcome.value,
-                    result.task_id,
-                    result.attempt,
-                    rec.name,
-                )
-        self._journal_results(recorded)
-        keys = [ResultKey(task_id=r.task_id, attempt=r.attempt) for r in msg.results]
-        self.admin.post(ident, ResultAck(keys=keys))
+                done.append((task.seq, task, result))
+                self._timed(task.spec.kind, result)
+                continue
+            if outcome is Outcome.UNKNOWN and self.store.final([result.task_id]):
+                outcome = Outcome.DUPLICATE
+                self.book.duplicates += 1
+            self.admin.counters[f"results_{outcome.value}"] += 1
+            logger.info(
+                "{} result for task {} attempt {} from {} ignored",
+                outcome.value,
+                result.task_id,
+                result.attempt,
+                rec.name,
+            )
+        self._record(done)
+        for data in wire.result_ack(msg.results, self.config.max_message_bytes):
+            self.admin.post(ident, data)
         self.schedule()
 
-    def _journal_results(self, results: list[TaskResult]) -> None:
-        if results:
-            self.journal.finished(results)
+    def _timed(self, kind: str, result: TaskResult) -> None:
+        """Keep the recent seconds per task of ``kind`` (it decides prefetching)."""
+        if result.started and result.finished >= result.started:
+            took = result.finished - result.started
+            before = self.durations.get(kind)
+            self.durations[kind] = took if before is None else before + 0.1 * (took - before)
+
+    def _record(self, done: list[tuple[int, Live, TaskResult]]) -> None:
+        """Final results: to the store, and to the clients watching them."""
+        if not done:
+            return
+        self.store.finished([(seq, task.spec, result) for seq, task, result in done])
+        for _, task, result in done:
+            logger.debug(
+                "task {} {} on {} (attempt {})",
+                result.task_id,
+                result.status,
+                result.worker,
+                result.attempt,
+            )
+            clients = self.watchers.finished(task.spec.id)
+            if clients:
+                state = wire.final_state(task.spec, result)
+                for client in clients:
+                    self._pushes.setdefault(client, []).append(state)
+
+    def push(self, client: bytes, states: list[TaskState]) -> None:
+        """Send ``client`` these final states in ``finished`` messages after the commit."""
+        self._pushes.setdefault(client, []).extend(map(_task_state, states))
 
     # ------------------------------------------------------------------ hooks
 
@@ -208,6 +211,13 @@ class TaskService(AdminHooks):
         for task_id, attempt in self.orphans.claim(rec.id, msg.holding):
             rec.running[task_id] = attempt
             logger.info("{} still holds task {} (attempt {})", rec.name, task_id, attempt)
+        for key in msg.holding:  # assigned just before a crash, the assignment not committed
+            task = self.book.get(key.task_id)
+            if task is not None and task.state == TaskStatus.QUEUED and key.attempt > task.attempt:
+                self.book.adopt(task, rec.id, key.attempt)
+                self.store.assigned([(task.seq, key.attempt, rec.id)])
+                rec.running[key.task_id] = key.attempt
+                logger.info("{} holds task {} (attempt {})", rec.name, key.task_id, key.attempt)
 
     def on_ready(self, rec: AgentRecord) -> None:
         if not self._gate_open:
@@ -218,11 +228,11 @@ class TaskService(AdminHooks):
         self.schedule()
 
     def on_lost(self, rec: AgentRecord, reason: str) -> None:
-        given_up: list[TaskResult] = []
+        given_up: list[tuple[int, Live, TaskResult]] = []
         for task_id in list(rec.running):
             self._release(task_id, f"{rec.name} {reason}", given_up)
         rec.running.clear()
-        self._journal_results(given_up)
+        self._record(given_up)
         self.schedule()
 
     def on_tick(self, now: float) -> None:
@@ -232,7 +242,7 @@ class TaskService(AdminHooks):
                 f"only {len(self._task_workers())} of {self.config.expect_workers} expected "
                 f"workers connected within {self.config.expect_timeout:g}s"
             )
-        given_up: list[TaskResult] = []
+        given_up: list[tuple[int, Live, TaskResult]] = []
         orphans = self.orphans.expired(now)
         for task_id, worker_id in orphans:
             self._release(task_id, f"{worker_id} did not return after a restart", given_up)
@@ -246,16 +256,22 @@ class TaskService(AdminHooks):
                 task, ResultStatus.TIMEOUT, "no result by the deadline", time.time()
             )
             logger.warning("task {} timed out on the manager's deadline", task.spec.id)
-            given_up.append(result)
-        self._journal_results(given_up)
+            given_up.append((task.seq, task, result))
+        self._record(given_up)
         if orphans or overdue or opened:
             self.schedule()
+        self.watchers.expire()
 
     def before_ack(self) -> None:
-        self.journal.commit()
+        self.store.commit()
+        pushes, self._pushes = self._pushes, {}
+        epoch, limit = self.admin.epoch, self.config.max_message_bytes
+        for client, states in pushes.items():  # after the commit: never a result that may vanish
+            for data in wire.finished(epoch, states, limit):
+                self.admin.post(client, data)
 
     def on_close(self) -> None:
-        self.journal.close()
+        self.store.close()
 
     # ------------------------------------------------------------------ placement
 
@@ -266,25 +282,54 @@ class TaskService(AdminHooks):
         self._gate_open = True
         logger.info("{} after {:.2f}s; assigning", why, self.admin.clock() - self.admin.started)
 
-    def _release(self, task_id: str, reason: str, given_up: list[TaskResult]) -> None:
-        rec = self.book.get(task_id)
-        if rec is None or rec.state != TaskStatus.RUNNING:
+    def _release(
+        self, task_id: str, reason: str, given_up: list[tuple[int, Live, TaskResult]]
+    ) -> None:
+        task = self.book.get(task_id)
+        if task is None or task.state != TaskStatus.RUNNING:
             return  # already finished (e.g. by the deadline): nothing to re-queue
         result = self.book.release(task_id, time.time(), reason)
         if result is not None:
-            given_up.append(result)
+            given_up.append((task.seq, task, result))
             logger.warning("task {} given up: {}", task_id, reason)
         else:
-            self.journal.requeued(task_id)
+            self.store.requeued(task.seq)
             logger.info("task {} re-queued: {}", task_id, reason)
 
     def schedule(self) -> None:
         """Assign what can start now; the assignments leave after the batch's commit."""
-        if not self._gate_open:
+        if not self._gate_open or not self.book.queued:
             return
-        jobs = place(self.book, self.admin.registry, self.policy, self.fallback, self.admin.clock())
-        for wid, batch in jobs.items():
-            self.journal.assigned((job.task.id, job.attempt, wid) for job in batch)
-            logger.debug("assigning {} job(s) to {}", len(batch), wid)
-            for data in encode_batches(batch, lambda j: Assign(epoch=self.admin.epoch, jobs=j)):
-                self.admin.post(wid.encode(), data)
+        short = {kind for kind, took in self.durations.items() if took < SHORT_TASK}
+        placed = place(
+            self.book,
+            self.admin.registry,
+            policy=self.config.policy,
+            fallback=self.config.unmatched == "strongest",
+            prefetch=self.config.prefetch,
+            prefetch_kinds=short,
+            now=self.admin.clock(),
+        )
+        epoch, limit = self.admin.epoch, self.config.max_message_bytes
+        for wid, tasks in placed.items():
+            self.store.assigned((task.seq, task.attempt, wid) for task in tasks)
+            jobs = [(task.spec, task.attempt) for task in tasks]
+            for data in wire.assign(epoch, jobs, limit):
+                # Not held for the commit: a worker that holds an uncommitted assignment
+                # says so when it registers again, and the restarted manager adopts it.
+                self.admin.endpoint.post(wid.encode(), data, early=True)
+
+
+_task_state = encoder(TaskState)
+
+
+def _without_result(state: TaskState) -> TaskState:
+    """A ``submit_reply`` lists known tasks by state; results come with ``tasks``."""
+    return TaskState(
+        id=state.id,
+        state=state.state,
+        attempt=state.attempt,
+        description=state.description,
+        difficulty=state.difficulty,
+        worker=state.worker,
+    )

@@ -1,4 +1,10 @@
-"""Where every task stands: queued, running on one worker, or done.  Pure; no I/O.
+"""The live tasks: queued or running on one worker.  Pure; no I/O.
+
+A task that gets its final result leaves the book (the store keeps it).
+Queued tasks wait in one FIFO queue per ``(kind, difficulty)``, so placement
+looks only at queues some worker can take and never rescans work nobody can
+run.  Counts are kept as tasks move, so reading them costs the same at any
+size.
 
 The book enforces the recording rules: a result counts only when it comes
 from the worker the task is assigned to, for the current attempt; the first
@@ -8,31 +14,33 @@ such result is final and anything after it is a duplicate.
 from __future__ import annotations
 
 import enum
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections import Counter, deque
+from collections.abc import Iterator
+from dataclasses import dataclass
 
-from protocol import ErrorInfo, Job, ResultStatus, TaskResult, TaskSpec, TaskState, TaskStatus
+from protocol import ErrorInfo, ResultStatus, TaskResult, TaskSpec, TaskState, TaskStatus
+
+QueueKey = tuple[str, int]  # (kind, difficulty)
 
 
 class Outcome(enum.Enum):
     RECORDED = "recorded"
     DUPLICATE = "duplicate"  # the task already has its final result
     STALE = "stale"  # not (or no longer) assigned to this sender and attempt
-    UNKNOWN = "unknown"  # no such task
+    UNKNOWN = "unknown"  # not a live task (the service tells duplicates from strangers)
 
 
-@dataclass(slots=True)
-class TaskRecord:
+@dataclass(slots=True, eq=False)
+class Live:
     spec: TaskSpec
+    seq: int
     state: TaskStatus = TaskStatus.QUEUED
     attempt: int = 0
     worker_id: str = ""
     deadline: float | None = None
-    tried: set[str] = field(default_factory=set)
-    result: TaskResult | None = None
+    tried: set[str] | None = None  # workers that lost this task
 
-    def view(self, with_result: bool = True) -> TaskState:
+    def view(self) -> TaskState:
         return TaskState(
             id=self.spec.id,
             state=self.state,
@@ -40,7 +48,6 @@ class TaskRecord:
             description=self.spec.description,
             difficulty=self.spec.difficulty,
             worker=self.worker_id,
-            result=self.result if with_result else None,
         )
 
 
@@ -48,126 +55,136 @@ class TaskBook:
     def __init__(self, max_attempts: int = 3, deadline_grace: float = 3.0) -> None:
         self.max_attempts = max_attempts
         self.deadline_grace = deadline_grace
-        self._tasks: dict[str, TaskRecord] = {}
-        self._queue: deque[str] = deque()
-        self._timed: set[str] = set()  # running tasks that have a deadline
+        self._live: dict[str, Live] = {}
+        self._queues: dict[QueueKey, deque[Live]] = {}
+        self._timed: dict[str, Live] = {}  # running tasks that have a deadline
+        self.queued = 0
+        self.running = 0
+        self.finished: Counter[str] = Counter()  # final results by status, since the start
         self.duplicates = 0
         self.stale = 0
 
     def __len__(self) -> int:
-        return len(self._tasks)
+        return len(self._live)
 
-    def get(self, task_id: str) -> TaskRecord | None:
-        return self._tasks.get(task_id)
+    def __iter__(self) -> Iterator[Live]:
+        """Live tasks in submission order (the order they entered the book)."""
+        return iter(self._live.values())
 
-    def records(self) -> Iterator[TaskRecord]:
-        return iter(self._tasks.values())
+    def get(self, task_id: str) -> Live | None:
+        return self._live.get(task_id)
 
-    def submit(self, spec: TaskSpec) -> bool:
-        """Queue a new task; ``False`` (and no change) when the id is already known."""
-        if spec.id in self._tasks:
-            return False
-        self._tasks[spec.id] = TaskRecord(spec=spec)
-        self._queue.append(spec.id)
-        return True
+    # ------------------------------------------------------------------ entering
 
-    def restore(self, rec: TaskRecord) -> None:
-        """Put back a task read from the journal (queued if it was not done)."""
-        self._tasks[rec.spec.id] = rec
-        if rec.state == TaskStatus.QUEUED:
-            self._queue.append(rec.spec.id)
-        elif rec.state == TaskStatus.RUNNING and rec.deadline is not None:
-            self._timed.add(rec.spec.id)
+    def submit(self, spec: TaskSpec, seq: int) -> Live:
+        """Queue a new task (the caller made sure its id is not known)."""
+        task = Live(spec=spec, seq=seq)
+        self._live[spec.id] = task
+        self._enqueue(task)
+        return task
 
-    @property
-    def queued(self) -> int:
-        return len(self._queue)
+    def restore(self, task: Live) -> None:
+        """Put back a task read from the store: queued, or running on its worker."""
+        self._live[task.spec.id] = task
+        if task.state == TaskStatus.QUEUED:
+            self._enqueue(task)
+        else:
+            self.running += 1
+            if task.deadline is not None:
+                self._timed[task.spec.id] = task
 
-    def queue(self) -> Iterable[str]:
-        return tuple(self._queue)
+    def _enqueue(self, task: Live, front: bool = False) -> None:
+        key = (task.spec.kind, task.spec.difficulty)
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = deque()
+        if front:
+            queue.appendleft(task)
+        else:
+            queue.append(task)
+        self.queued += 1
 
-    def schedule(
-        self,
-        pick: Callable[[TaskSpec, set[str]], str | None],
-        room: Callable[[], bool],
-        now: float,
-    ) -> list[tuple[str, Job]]:
-        """One pass over the queue in order: place what ``pick`` finds a worker for.
+    # ------------------------------------------------------------------ placement
 
-        ``pick(spec, tried)`` returns a worker id or ``None`` (the task stays
-        queued in its place); the pass ends early once ``room()`` is false.
-        """
-        placed: list[tuple[str, Job]] = []
-        held: deque[str] = deque()
-        try:
-            while self._queue and room():
-                task_id = self._queue[0]
-                rec = self._tasks[task_id]
-                worker_id = pick(rec.spec, rec.tried)  # may raise: the task stays queued
-                self._queue.popleft()
-                if worker_id is None:
-                    held.append(task_id)
-                    continue
-                placed.append((worker_id, self._start(rec, worker_id, now)))
-        finally:
-            held.extend(self._queue)
-            self._queue = held
-        return placed
+    def queues(self) -> dict[QueueKey, deque[Live]]:
+        """The non-empty queues by ``(kind, difficulty)`` (placement pops from them)."""
+        empty = [key for key, queue in self._queues.items() if not queue]
+        for key in empty:
+            del self._queues[key]
+        return self._queues
 
-    def _start(self, rec: TaskRecord, worker_id: str, now: float) -> Job:
-        rec.state = TaskStatus.RUNNING
-        rec.attempt += 1
-        rec.worker_id = worker_id
-        rec.tried.add(worker_id)
-        timeout = rec.spec.timeout
-        rec.deadline = now + timeout + self.deadline_grace if timeout else None
-        if rec.deadline is not None:
-            self._timed.add(rec.spec.id)
-        return Job(task=rec.spec, attempt=rec.attempt)
+    def start(self, task: Live, worker_id: str, now: float) -> int:
+        """``task`` (already popped from its queue) now runs on ``worker_id``; its attempt."""
+        self.queued -= 1
+        self.running += 1
+        task.state = TaskStatus.RUNNING
+        task.attempt += 1
+        task.worker_id = worker_id
+        timeout = task.spec.timeout
+        if timeout:
+            task.deadline = now + timeout + self.deadline_grace
+            self._timed[task.spec.id] = task
+        return task.attempt
 
-    def record(self, result: TaskResult, sender: str) -> Outcome:
-        rec = self._tasks.get(result.task_id)
-        if rec is None:
-            return Outcome.UNKNOWN
-        if rec.state == TaskStatus.DONE:
-            self.duplicates += 1
-            return Outcome.DUPLICATE
+    def adopt(self, task: Live, worker_id: str, attempt: int) -> None:
+        """A queued task a worker says it already runs (its assignment was not committed)."""
+        queue = self._queues.get((task.spec.kind, task.spec.difficulty))
+        if queue is not None:
+            queue.remove(task)
+        self.start(task, worker_id, 0.0)
+        task.attempt = attempt
+        task.deadline = None
+        self._timed.pop(task.spec.id, None)
+
+    # ------------------------------------------------------------------ leaving
+
+    def record(self, result: TaskResult, sender: str) -> tuple[Outcome, Live | None]:
+        """Record a worker's result; returns the outcome and, when recorded, the task."""
+        task = self._live.get(result.task_id)
+        if task is None:
+            return Outcome.UNKNOWN, None
         if (
-            rec.state != TaskStatus.RUNNING
-            or rec.worker_id != sender
-            or rec.attempt != result.attempt
+            task.state != TaskStatus.RUNNING
+            or task.worker_id != sender
+            or task.attempt != result.attempt
         ):
             self.stale += 1
-            return Outcome.STALE
-        self._finish(rec, result)
-        return Outcome.RECORDED
+            return Outcome.STALE, None
+        self._finish(task, result)
+        return Outcome.RECORDED, task
 
-    def _finish(self, rec: TaskRecord, result: TaskResult) -> None:
-        rec.state = TaskStatus.DONE
-        rec.result = result
-        rec.deadline = None
-        self._timed.discard(rec.spec.id)
+    def _finish(self, task: Live, result: TaskResult) -> None:
+        del self._live[task.spec.id]
+        self._timed.pop(task.spec.id, None)
+        if task.state == TaskStatus.RUNNING:
+            self.running -= 1
+        else:
+            self.queued -= 1
+        task.state = TaskStatus.DONE
+        self.finished[result.status] += 1
 
     def give_up(
-        self, rec: TaskRecord, status: ResultStatus, message: str, finished: float
+        self, task: Live, status: ResultStatus, message: str, finished: float
     ) -> TaskResult:
         """Record a final result on the manager's authority (worker lost, deadline).
 
         ``finished`` is a unix time, like the times workers report.
         """
         result = TaskResult(
-            task_id=rec.spec.id,
-            attempt=rec.attempt,
+            task_id=task.spec.id,
+            attempt=task.attempt,
             worker="",
-            worker_id=rec.worker_id,
+            worker_id=task.worker_id,
             success=False,
             status=status,
             error=ErrorInfo(type=status, message=message),
             finished=finished,
         )
-        if rec.state == TaskStatus.QUEUED:
-            self._queue.remove(rec.spec.id)
-        self._finish(rec, result)
+        if task.state == TaskStatus.QUEUED:
+            queue = self._queues.get((task.spec.kind, task.spec.difficulty))
+            if queue is not None:
+                queue.remove(task)
+        self._finish(task, result)
         return result
 
     def release(self, task_id: str, finished: float, reason: str) -> TaskResult | None:
@@ -175,37 +192,32 @@ class TaskBook:
 
         Returns the final result when the task was given up.
         """
-        rec = self._tasks[task_id]
-        if rec.state != TaskStatus.RUNNING:
+        task = self._live.get(task_id)
+        if task is None or task.state != TaskStatus.RUNNING:
             return None
-        limit = rec.spec.max_attempts or self.max_attempts
-        if rec.attempt >= limit:
-            message = f"{reason} on all {rec.attempt} attempts"
-            return self.give_up(rec, ResultStatus.WORKER_LOST, message, finished)
-        rec.state = TaskStatus.QUEUED
-        rec.worker_id = ""
-        rec.deadline = None
-        self._timed.discard(task_id)
-        self._queue.appendleft(task_id)
+        limit = task.spec.max_attempts or self.max_attempts
+        if task.attempt >= limit:
+            message = f"{reason} on all {task.attempt} attempts"
+            return self.give_up(task, ResultStatus.WORKER_LOST, message, finished)
+        if task.tried is None:
+            task.tried = set()
+        task.tried.add(task.worker_id)
+        self.running -= 1
+        task.state = TaskStatus.QUEUED
+        task.worker_id = ""
+        task.deadline = None
+        self._timed.pop(task_id, None)
+        self._enqueue(task, front=True)
         return None
 
-    def overdue(self, now: float) -> list[TaskRecord]:
+    def overdue(self, now: float) -> list[Live]:
         """Running tasks past their deadline (only tasks with a timeout have one)."""
-        recs = (self._tasks[task_id] for task_id in self._timed)
-        return [r for r in recs if r.deadline is not None and r.deadline < now]
+        return [t for t in self._timed.values() if t.deadline is not None and t.deadline < now]
 
     def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {
-            TaskStatus.QUEUED: 0,
-            TaskStatus.RUNNING: 0,
-            TaskStatus.DONE: 0,
-            "succeeded": 0,
-            "failed": 0,
+        return {
+            TaskStatus.QUEUED: self.queued,
+            TaskStatus.RUNNING: self.running,
+            "duplicates": self.duplicates,
+            "stale": self.stale,
         }
-        for rec in self._tasks.values():
-            out[rec.state] += 1
-            if rec.result is not None:
-                out["succeeded" if rec.result.success else "failed"] += 1
-        out["duplicates"] = self.duplicates
-        out["stale"] = self.stale
-        return out

@@ -126,6 +126,33 @@ def encode_chunks(
         start += count
 
 
+def pack_chunks(
+    items: Sequence[Any],
+    wrap: Callable[[list[Any]], dict[str, Any]],
+    max_bytes: int = MAX_MESSAGE_BYTES,
+) -> Iterator[tuple[bytes, int]]:
+    """``encode_chunks`` for hot paths that build plain message maps themselves.
+
+    ``items`` are plain values (maps of records as the encoders make them);
+    ``wrap(batch)`` returns the whole message map, ``type`` included.
+    """
+    start = 0
+    while start < len(items):
+        count = len(items) - start
+        while True:
+            data = pack(wrap(list(items[start : start + count])))
+            if len(data) <= max_bytes:
+                break
+            if count == 1:
+                raise ProtocolError(
+                    f"one item needs {len(data)} bytes, over the {max_bytes}-byte limit",
+                    "too_large",
+                )
+            count = max(1, min(count - 1, count * max_bytes // len(data)))
+        yield data, count
+        start += count
+
+
 def encoded_size(value: Any) -> int:
     """Bytes ``value`` (a record or plain value) takes on the wire."""
     return len(pack(plain(value)))

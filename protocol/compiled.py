@@ -101,20 +101,51 @@ class _Compiler:
             build_lines.append(f"        {var} = v")
             build_lines.append("        seen += 1")
             enc_items.append(f"{f.name!r}: {self._encode(tp, f'o.{f.name}', env, i)}")
-        kwargs = ", ".join(f"{f.name}=f{i}" for i, f in enumerate(fields))
-        build_lines += [
-            "    if seen != len(m): return FAIL",
-            "    try:",
-            f"        return cls({kwargs})",
-            "    except (TypeError, ValueError):",
-            "        return FAIL",
-        ]
+        build_lines.append("    if seen != len(m): return FAIL")
+        build_lines += self._construct(cls, fields, env)
         enc_src = "def encode(o):\n    return {" + ", ".join(enc_items) + "}"
         namespace: dict[str, Any] = {}
-        exec("\n".join(build_lines), env, namespace)
-        exec(enc_src, env, namespace)
+        where = f"<taskmesh codec: {cls.__name__}>"
+        exec(compile("\n".join(build_lines), where, "exec"), env, namespace)
+        exec(compile(enc_src, where, "exec"), env, namespace)
         self.builders[cls] = namespace["build"]
         self.encoders[cls] = namespace["encode"]
+
+    @staticmethod
+    def _construct(
+        cls: type, fields: list[dataclasses.Field[Any]], env: dict[str, Any]
+    ) -> list[str]:
+        """Lines that make the record from the checked ``f0``, ``f1`` ... and return it.
+
+        A slotted record is filled through its slots and then checked by its
+        ``__post_init__``, as ``__init__`` would do, without ``__init__``'s
+        per-field ``object.__setattr__`` (frozen) calls.
+        """
+        if "__slots__" not in vars(cls) or any(not f.init for f in dataclasses.fields(cls)):
+            kwargs = ", ".join(f"{f.name}=f{i}" for i, f in enumerate(fields))
+            return [
+                "    try:",
+                f"        return cls({kwargs})",
+                "    except (TypeError, ValueError):",
+                "        return FAIL",
+            ]
+        env["new"] = object.__new__
+        lines = ["    o = new(cls)"]
+        for i, f in enumerate(fields):
+            env[f"S{i}"] = getattr(cls, f.name).__set__
+            lines.append(f"    S{i}(o, f{i})")
+        post = getattr(cls, "__post_init__", None)
+        if post is None:
+            return [*lines, "    return o"]
+        env["post"] = post
+        return [
+            *lines,
+            "    try:",
+            "        post(o)",
+            "    except (TypeError, ValueError):",
+            "        return FAIL",
+            "    return o",
+        ]
 
     def _check(self, tp: Any, v: str, env: dict[str, Any], i: int) -> list[str]:
         """Lines that validate (and may convert) ``v`` in place, or ``return FAIL``."""

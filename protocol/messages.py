@@ -13,6 +13,9 @@ from typing import Any, ClassVar
 
 from protocol.states import RESULT_STATUSES, ResultStatus
 
+_STATUSES = frozenset(str(s) for s in RESULT_STATUSES)  # plain strings: a cheap check
+_SUCCEEDED = str(ResultStatus.SUCCEEDED)
+
 # --------------------------------------------------------------------------- records
 
 
@@ -75,9 +78,9 @@ class TaskResult:
     skill: int = 0
 
     def __post_init__(self) -> None:
-        if self.status not in RESULT_STATUSES:
-            raise ValueError(f"status must be one of {', '.join(sorted(RESULT_STATUSES))}")
-        if self.success != (self.status == ResultStatus.SUCCEEDED):
+        if self.status not in _STATUSES:
+            raise ValueError(f"status must be one of {', '.join(sorted(_STATUSES))}")
+        if self.success != (self.status == _SUCCEEDED):
             raise ValueError("success must be true exactly when status is 'succeeded'")
         if self.attempt < 0:
             raise ValueError("attempt must not be negative")
@@ -287,11 +290,16 @@ class ResultAck(Message):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Submit(Message):
-    """Client → manager: queue these tasks.  Idempotent by task id."""
+    """Client → manager: queue these tasks.  Idempotent by task id.
+
+    With ``watch`` the manager pushes each of these tasks to the sender in a
+    ``finished`` message once it has its final result (also if it had one).
+    """
 
     TYPE: ClassVar[str] = "submit"
     req: int
     tasks: list[TaskSpec]
+    watch: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -322,12 +330,16 @@ class StatusReply(Message):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TasksRequest(Message):
-    """Client → manager: the states of these tasks (all when ``ids`` is empty)."""
+    """Client → manager: the states of these tasks, or (no ``ids``) a page of every task.
+
+    Pages go in submission order: ``after`` is the ``next`` cursor of the
+    previous page (0 for the first).
+    """
 
     TYPE: ClassVar[str] = "tasks"
     req: int
     ids: list[str] = field(default_factory=list)
-    offset: int = 0  # with no ids: skip this many tasks (submission order)
+    after: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -335,7 +347,41 @@ class TasksReply(Message):
     TYPE: ClassVar[str] = "tasks_reply"
     req: int
     tasks: list[TaskState]
-    total: int = 0  # tasks the manager knows (for paging)
+    total: int = 0  # tasks the manager knows
+    next: int = 0  # cursor of the next page; 0: this was the last
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Watch(Message):
+    """Client → manager: push these tasks to me (``finished``) when they have a final result.
+
+    The reply carries the ones already final.  Watches belong to the sending
+    socket and lapse after a minute without any message from it; ``ids=[]``
+    only keeps them alive.  A new manager instance (``epoch``) knows none.
+    """
+
+    TYPE: ClassVar[str] = "watch"
+    req: int
+    ids: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WatchReply(Message):
+    TYPE: ClassVar[str] = "watch_reply"
+    req: int
+    epoch: str
+    done: list[TaskState]  # watched ids that are already final
+    unknown: list[str]  # watched ids this manager never accepted
+    watching: int  # ids now watched for the sender
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Finished(Message):
+    """Manager → client (unrequested): watched tasks that now have their final result."""
+
+    TYPE: ClassVar[str] = "finished"
+    epoch: str
+    tasks: list[TaskState]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -370,5 +416,8 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     StatusReply,
     TasksRequest,
     TasksReply,
+    Watch,
+    WatchReply,
+    Finished,
     Error,
 )

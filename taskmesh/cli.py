@@ -18,7 +18,7 @@ from manager.cli import manager_command
 from runtime.logs import configure_logging
 from runtime.settings import from_cli, options
 from taskmesh.client import Client, ManagerError, ManagerUnavailable
-from taskmesh.config import ClientConfig, DemoConfig
+from taskmesh.config import ClientConfig, DemoConfig, settings_table
 from taskmesh.report import results_table, status_table, to_json
 from taskmesh.taskfile import TaskFileError, parse_tasks
 from worker.cli import worker_command
@@ -133,6 +133,12 @@ def demo_command(as_json: bool, **values: Any) -> None:
         )
     if summary["succeeded"] != len(summary["tasks"]):
         sys.exit(1)
+
+
+@main.command("settings")
+def settings_command() -> None:
+    """List every setting's environment variable, option, default and meaning (Markdown)."""
+    click.echo(settings_table())
 
 
 def _run(coro: Awaitable[T]) -> T:

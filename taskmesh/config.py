@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from manager.config import policy
 from runtime.config import log_level, manager_host, manager_port
-from runtime.settings import check, setting
+from runtime.settings import check, setting, table
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,3 +43,29 @@ class DemoConfig:
 
     def __post_init__(self) -> None:
         check(self)
+
+
+def settings_table() -> str:
+    """Every environment variable of every command, as one Markdown table (README)."""
+    from manager.config import ManagerConfig
+    from worker.config import WorkerConfig
+
+    rows: dict[tuple[str, str], tuple[list[str], dict[str, str], str]] = {}
+    for who, cls in (
+        ("manager", ManagerConfig),
+        ("worker", WorkerConfig),
+        ("client", ClientConfig),
+    ):
+        for env, flag, default, meaning in table(cls):
+            users, defaults, _ = rows.setdefault((env, flag), ([], {}, meaning))
+            users.append(who)
+            defaults[who] = default
+    lines = ["| variable | option | used by | default | meaning |", "|---|---|---|---|---|"]
+    for (env, flag), (users, defaults, meaning) in rows.items():
+        values = set(defaults.values())
+        if len(values) == 1:
+            default = values.pop()
+        else:
+            default = "; ".join(f"{who}: {value}" for who, value in defaults.items())
+        lines.append(f"| `{env}` | `{flag}` | {', '.join(users)} | {default} | {meaning} |")
+    return "\n".join(lines)

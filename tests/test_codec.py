@@ -19,6 +19,7 @@ from protocol import (
     Drain,
     Error,
     ErrorInfo,
+    Finished,
     Heartbeat,
     Job,
     Joined,
@@ -41,6 +42,8 @@ from protocol import (
     TasksReply,
     TasksRequest,
     TaskState,
+    Watch,
+    WatchReply,
     Welcome,
     WorkerInfo,
 )
@@ -141,7 +144,10 @@ SAMPLES: list[Message] = [
         uptime=12.5,
     ),
     TasksRequest(req=6, ids=["task-7", "t-2"]),
-    TasksReply(req=6, tasks=[STATE, TaskState(id="t-2", state="queued", attempt=0)]),
+    TasksReply(req=6, tasks=[STATE, TaskState(id="t-2", state="queued", attempt=0)], next=17),
+    Watch(req=8, ids=["task-7", "t-2"]),
+    WatchReply(req=8, epoch="e-1", done=[STATE], unknown=["t-9"], watching=1),
+    Finished(epoch="e-1", tasks=[STATE]),
     Error(code="unknown_type", message="unknown message type 'x'", req=6),
 ]
 

@@ -18,6 +18,7 @@ from protocol import (
     Assign,
     Drain,
     Error,
+    Finished,
     Ready,
     Register,
     ResultAck,
@@ -33,6 +34,8 @@ from protocol import (
     TasksReply,
     TasksRequest,
     TaskStatus,
+    Watch,
+    WatchReply,
 )
 from tests.helpers.fakes import ManagerHarness
 
@@ -80,16 +83,14 @@ def journal_rows(db: Path) -> dict[str, tuple[str, int]]:
 
 def final(m: ManagerHarness, task_id: str) -> TaskResult:
     """The recorded final result of ``task_id`` (it must have one)."""
-    rec = m.service.book.get(task_id)
-    assert rec is not None
-    assert rec.result is not None
-    return rec.result
+    (view,) = m.service.queries.states([task_id])
+    assert view.result is not None
+    return view.result
 
 
-def state(m: ManagerHarness, task_id: str) -> TaskStatus:
-    rec = m.service.book.get(task_id)
-    assert rec is not None
-    return rec.state
+def state(m: ManagerHarness, task_id: str) -> str:
+    (view,) = m.service.queries.states([task_id])
+    return view.state
 
 
 # --------------------------------------------------------------------------- durability
@@ -344,6 +345,91 @@ def test_tasks_request_pages_and_names_unknown_ids(mgr: ManagerHarness) -> None:
     mgr.deliver(CLIENT, TasksRequest(req=2, ids=["t1", "nope"]))
     reply = mgr.router.to(CLIENT, TasksReply)[-1]
     assert [(s.id, s.state) for s in reply.tasks] == [("t1", "queued"), ("nope", "unknown")]
-    mgr.deliver(CLIENT, TasksRequest(req=3, offset=2))
+    mgr.deliver(CLIENT, TasksRequest(req=3, after=2))  # after the second task
     page = mgr.router.to(CLIENT, TasksReply)[-1]
     assert ([s.id for s in page.tasks], page.total) == (["t2"], 3)
+
+
+# --------------------------------------------------------------------------- pushes
+
+
+def test_a_watched_result_is_pushed_to_the_submitter_after_its_commit(
+    mgr: ManagerHarness, db: Path
+) -> None:
+    mgr.join("w1")
+    mgr.deliver(CLIENT, Submit(req=1, tasks=[TaskSpec(id="a")], watch=True))
+    mgr.handle("w1", Results(results=[result("a", "w1")]))
+    assert mgr.router.to(CLIENT, Finished) == []  # not before the commit
+    mgr.flush()
+    (push,) = mgr.router.to(CLIENT, Finished)
+    assert push.epoch == mgr.admin.epoch
+    (state_,) = push.tasks
+    assert (state_.id, state_.state, state_.worker) == ("a", "done", "w1")
+    assert state_.result == result("a", "w1")
+    assert journal_rows(db)["a"] == ("done", 1)
+    assert mgr.service.watchers.watching(CLIENT.encode()) == 0
+
+
+def test_watch_answers_what_is_done_and_unknown_and_pushes_the_rest(mgr: ManagerHarness) -> None:
+    mgr.join("w1")
+    submit(mgr, TaskSpec(id="a"), TaskSpec(id="b"))
+    mgr.deliver("w1", Results(results=[result("a", "w1")]))
+    mgr.deliver("other-client", Watch(req=4, ids=["a", "b", "nope"]))
+    reply = mgr.router.to("other-client", WatchReply)[-1]
+    assert [s.id for s in reply.done] == ["a"]
+    assert (reply.unknown, reply.watching) == (["nope"], 1)
+    mgr.deliver("w1", Results(results=[result("b", "w1")]))
+    (push,) = mgr.router.to("other-client", Finished)
+    assert [s.id for s in push.tasks] == ["b"]
+
+
+def test_a_silent_clients_watches_lapse(mgr: ManagerHarness) -> None:
+    submit(mgr, TaskSpec(id="a", difficulty=9))
+    mgr.deliver(CLIENT, Watch(req=2, ids=["a"]))
+    assert len(mgr.service.watchers) == 1
+    mgr.tick(61.0)
+    assert len(mgr.service.watchers) == 0
+
+
+def test_finished_tasks_leave_memory_and_are_served_from_the_journal(db: Path) -> None:
+    m = ManagerHarness(db)
+    try:
+        m.join("w1", capacity=10)
+        submit(m, *(TaskSpec(id=f"t{i}") for i in range(10)))
+        m.deliver("w1", Results(results=[result(f"t{i}", "w1") for i in range(10)]))
+        assert len(m.service.book) == 0
+    finally:
+        m.close()
+    again = ManagerHarness(db)
+    try:
+        again.deliver(CLIENT, TasksRequest(req=1, ids=["t3", "t9"]))
+        reply = again.router.to(CLIENT, TasksReply)[-1]
+        assert [(s.id, s.state) for s in reply.tasks] == [("t3", "done"), ("t9", "done")]
+        assert reply.tasks[0].result == result("t3", "w1")
+        again.deliver(CLIENT, StatusRequest(req=2))
+        counts = again.router.to(CLIENT, StatusReply)[-1].counts
+        assert (counts["done"], counts["succeeded"], counts["queued"]) == (10, 10, 0)
+        assert submit(again, TaskSpec(id="t3"), req=3).accepted == []  # known from the journal
+    finally:
+        again.close()
+
+
+def test_paging_walks_every_task_by_cursor(db: Path) -> None:
+    m = ManagerHarness(db)
+    try:
+        m.join("w1", capacity=5)
+        submit(m, *(TaskSpec(id=f"t{i}") for i in range(1200)))
+        m.deliver("w1", Results(results=[result(f"t{i}", "w1") for i in range(5)]))
+        seen: list[str] = []
+        after = 0
+        for req in range(1, 5):
+            m.deliver(CLIENT, TasksRequest(req=req, after=after))
+            page = m.router.to(CLIENT, TasksReply)[-1]
+            seen += [s.id for s in page.tasks]
+            if not page.next:
+                break
+            after = page.next
+        assert seen == [f"t{i}" for i in range(1200)]
+        assert page.total == 1200
+    finally:
+        m.close()

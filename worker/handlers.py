@@ -29,6 +29,7 @@ class Handlers:
 
     def __init__(self, builtins: bool = True) -> None:
         self._fns: dict[str, HandlerFn] = {}
+        self._async: dict[str, bool] = {}  # kind -> a coroutine function (looked up once)
         self.process_kinds: set[str] = set()
         if builtins:
             for kind, fn in BUILTIN.items():
@@ -38,6 +39,7 @@ class Handlers:
         if not kind:
             raise HandlerError("a handler kind must not be empty")
         self._fns[kind] = fn
+        self._async[kind] = inspect.iscoroutinefunction(fn)
         if process:
             self.isolate(kind)
 
@@ -85,20 +87,15 @@ class Handlers:
 
     def in_thread(self, kind: str) -> bool:
         """Whether ``kind`` runs in a thread (plain function, not process-isolated)."""
-        fn = self._fns.get(kind)
-        return (
-            fn is not None
-            and kind not in self.process_kinds
-            and not inspect.iscoroutinefunction(fn)
-        )
+        return kind in self._fns and kind not in self.process_kinds and not self._async[kind]
 
     async def call(self, kind: str, task: TaskSpec, ctx: TaskContext) -> Any:
         """Run the handler of ``kind``: on the loop, in a thread, or in its own process."""
         fn = self._fns[kind]
+        if self._async[kind]:
+            return await fn(task, ctx)
         if kind in self.process_kinds:
             return await run_in_process(fn, task, ctx)
-        if inspect.iscoroutinefunction(fn):
-            return await fn(task, ctx)
         return await asyncio.to_thread(fn, task, ctx)
 
 

@@ -1,10 +1,12 @@
 """The worker's task layer: run assigned jobs concurrently, report results until acknowledged.
 
 A ``WorkerHooks`` extension of the ``Worker`` (``worker.use(TaskRunner(...))``).
-At most ``capacity`` jobs run at once; assigned jobs beyond that wait for a
-slot (and count as held).  A finished job's result is kept until the manager
-acknowledges it, and re-sent after a reconnect or after a liveness window
-without an acknowledgement.
+``capacity`` slot coroutines take jobs from one queue, so at most
+``capacity`` run at once; assigned jobs beyond that wait in the queue (and
+count as held).  A job costs no task, lock or timer of its own unless its
+kind needs one.  Results go out in batches whenever the slots run out of
+ready work, and each is kept until the manager acknowledges it: re-sent
+after a reconnect or after a liveness window without an acknowledgement.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import contextlib
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
@@ -32,8 +35,10 @@ from protocol import (
     ResultStatus,
     TaskResult,
 )
-from protocol.codec import encode_chunks, encoded_size
+from protocol.codec import encoded_size, pack_chunks
+from protocol.compiled import encoder
 from protocol.schema import check_native
+from runtime.agent import YIELD_EVERY
 from worker.agent import Worker
 from worker.handlers import Handlers
 from worker.hooks import Handler, WorkerHooks
@@ -41,6 +46,10 @@ from worker.isolation import TaskError
 from worker.task import TaskContext, TaskFailed
 
 Key = tuple[str, int]
+Result = dict[str, Any]  # a TaskResult as it travels (see ``TaskRunner.result``)
+
+_error = encoder(ErrorInfo)
+SUCCEEDED = ResultStatus.SUCCEEDED.value
 
 
 class TaskRunner(WorkerHooks):
@@ -52,13 +61,17 @@ class TaskRunner(WorkerHooks):
         self.capacity = worker.config.capacity
         self.kinds = self.handlers.kinds()
         self.completed = 0
-        self._jobs: dict[Key, asyncio.Task[None]] = {}
-        self._unacked: dict[Key, TaskResult] = {}
-        self._outbox: list[TaskResult] = []
+        self._queue: deque[Job] = deque()
+        self._ready = asyncio.Event()  # jobs are waiting in the queue
+        self._held: set[Key] = set()  # assigned and not finished: queued or running
+        self._running: dict[Key, asyncio.Task[Any]] = {}  # the slot running each job
+        self._slots: list[asyncio.Task[None]] = []
+        self._unacked: dict[Key, Result] = {}
+        self._outbox: list[Result] = []
         self._sent_at: dict[Key, float] = {}  # clock time each unacknowledged result was sent
         self._wake = asyncio.Event()
         self._changed = asyncio.Event()  # a job ended or an ack came: drain re-checks
-        self._slots = asyncio.Semaphore(self.capacity)
+        self._contexts: dict[int, TaskContext] = {}
 
     # ------------------------------------------------------------------ hooks
 
@@ -66,15 +79,16 @@ class TaskRunner(WorkerHooks):
         return {Assign: self._on_assign, ResultAck: self._on_ack}
 
     def running(self) -> int:
-        return len(self._jobs)
+        """Jobs held: running or waiting for a slot (``heartbeat.running``)."""
+        return len(self._held)
 
     def holding(self) -> list[ResultKey]:
         """Jobs running or waiting for a slot, and results not yet acknowledged."""
-        keys = [*self._jobs, *self._unacked]
+        keys = [*self._held, *self._unacked]
         return [ResultKey(task_id=t, attempt=a) for t, a in keys]
 
     def loops(self) -> list[Coroutine[Any, Any, None]]:
-        return [self._flush_loop()]
+        return [self._flush_loop(), self._slots_guard()]
 
     def on_ready(self) -> None:
         if self._unacked:
@@ -94,51 +108,89 @@ class TaskRunner(WorkerHooks):
             logger.info("{}: draining, but taking {} late job(s)", self.worker.name, len(msg.jobs))
         for job in msg.jobs:
             key = (job.task.id, job.attempt)
-            if key in self._jobs or key in self._unacked:
+            if key in self._held or key in self._unacked:
                 continue  # already running or done: an assignment was repeated
-            self._jobs[key] = asyncio.get_running_loop().create_task(
-                self._run(job), name=f"task {key}"
-            )
+            self._held.add(key)
+            self._queue.append(job)
+        if not self._slots:
+            loop = asyncio.get_running_loop()
+            self._slots = [
+                loop.create_task(self._slot(), name=f"slot {i}") for i in range(self.capacity)
+            ]
+        self._ready.set()
 
-    async def _run(self, job: Job) -> None:
-        key = (job.task.id, job.attempt)
+    async def _slots_guard(self) -> None:
+        """Runs as long as the worker does; its end cancels the slots."""
         try:
-            async with self._slots:
+            await asyncio.Event().wait()
+        finally:
+            for slot in self._slots:
+                slot.cancel()
+
+    async def _slot(self) -> None:
+        me = asyncio.current_task()
+        assert me is not None
+        done = 0
+        while True:
+            while not self._queue:
+                self._wake.set()  # out of ready work: send what is finished
+                self._ready.clear()
+                await self._ready.wait()
+            job = self._queue.popleft()
+            key = (job.task.id, job.attempt)
+            if key not in self._held:
+                continue  # withdrawn while it waited
+            self._running[key] = me
+            try:
                 result = await self.execute(job)
-        except asyncio.CancelledError:
-            # Not a result: the manager re-queues what a departing worker held.
-            self._jobs.pop(key, None)
-            raise
-        logger.debug("{}: task {} attempt {} {}", self.worker.name, *key, result.status)
-        self._jobs.pop(key, None)
+            finally:
+                self._running.pop(key, None)
+                self._held.discard(key)
+            self._finish(key, result)
+            done += 1
+            if done % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # a run of instant tasks must not starve heartbeats
+
+    def _finish(self, key: Key, result: Result) -> None:
+        logger.debug("{}: task {} attempt {} {}", self.worker.name, *key, result["status"])
         self.completed += 1
         self._unacked[key] = result
         self._outbox.append(result)
-        self._wake.set()
+        if len(self._outbox) >= YIELD_EVERY:
+            self._wake.set()
         self._changed.set()
 
-    async def execute(self, job: Job) -> TaskResult:
-        """Run one job now (its slot taken) and describe how it ended."""
+    def _context(self, attempt: int) -> TaskContext:
+        ctx = self._contexts.get(attempt)
+        if ctx is None:
+            worker = self.worker
+            ctx = self._contexts[attempt] = TaskContext(
+                worker=worker.name,
+                worker_id=worker.id,
+                skill=worker.skill,
+                attempt=attempt,
+                time_scale=worker.config.time_scale,
+            )
+        return ctx
+
+    async def execute(self, job: Job) -> Result:
+        """Run one job now (its slot taken) and describe how it ended, as it travels."""
         task = job.task
-        ctx = TaskContext(
-            worker=self.worker.name,
-            worker_id=self.worker.id,
-            skill=self.worker.skill,
-            attempt=job.attempt,
-            time_scale=self.worker.config.time_scale,
-        )
         started = time.time()
-        status, output, error = ResultStatus.SUCCEEDED, None, None
+        status, output, error = SUCCEEDED, None, None
         try:
             if self.handlers.get(task.kind) is None:
-                status = ResultStatus.NO_HANDLER
+                status = ResultStatus.NO_HANDLER.value
                 error = ErrorInfo(type="NoHandler", message=f"no handler for {task.kind!r}")
+            elif task.timeout is None:
+                output = await self.handlers.call(task.kind, task, self._context(job.attempt))
+                check_output(output)
             else:
                 async with asyncio.timeout(task.timeout):
-                    output = await self.handlers.call(task.kind, task, ctx)
-                    check_output(output)
+                    output = await self.handlers.call(task.kind, task, self._context(job.attempt))
+                check_output(output)
         except TimeoutError:
-            status = ResultStatus.TIMEOUT
+            status = ResultStatus.TIMEOUT.value
             error = ErrorInfo(type="Timeout", message=f"over {task.timeout}s")
             if self.handlers.in_thread(task.kind):
                 logger.warning(
@@ -149,25 +201,35 @@ class TaskRunner(WorkerHooks):
                     task.kind,
                 )
         except TaskFailed as exc:
-            status, error = ResultStatus.FAILED, ErrorInfo(type="TaskFailed", message=str(exc))
+            status, error = (
+                ResultStatus.FAILED.value,
+                ErrorInfo(type="TaskFailed", message=str(exc)),
+            )
         except TaskError as exc:
-            status = ResultStatus.ERROR
+            status = ResultStatus.ERROR.value
             error = ErrorInfo(type=exc.type_name, message=str(exc), traceback=exc.traceback)
         except Exception as exc:
-            status, error = ResultStatus.ERROR, error_info(exc)
-        return TaskResult(
-            task_id=task.id,
-            attempt=job.attempt,
-            worker=self.worker.name,
-            worker_id=self.worker.id,
-            success=status == ResultStatus.SUCCEEDED,
-            status=status,
-            output=output if status == ResultStatus.SUCCEEDED else None,
-            error=error,
-            started=started,
-            finished=time.time(),
-            skill=self.worker.skill,
-        )
+            status, error = ResultStatus.ERROR.value, error_info(exc)
+        return self.result(job, status, output if status == SUCCEEDED else None, error, started)
+
+    def result(
+        self, job: Job, status: str, output: Any, error: ErrorInfo | None, started: float
+    ) -> Result:
+        """A ``TaskResult`` map, as ``protocol.encode`` would make it."""
+        worker = self.worker
+        return {
+            "task_id": job.task.id,
+            "attempt": job.attempt,
+            "worker": worker.name,
+            "worker_id": worker.id,
+            "success": status == SUCCEEDED,
+            "status": status,
+            "output": output,
+            "error": None if error is None else _error(error),
+            "started": started,
+            "finished": time.time(),
+            "skill": worker.skill,
+        }
 
     # ------------------------------------------------------------------ results
 
@@ -199,12 +261,13 @@ class TaskRunner(WorkerHooks):
             ]
         outbox, self._outbox = self._outbox, []
         sent = 0
-        for data, count in encode_chunks(outbox, lambda batch: Results(results=batch)):
+        limit = self.worker.config.max_message_bytes
+        for data, count in pack_chunks(outbox, _results_message, limit):
             if not self.worker.send_nowait(data):
                 break  # the rest stays in _unacked: re-sent when the manager takes messages
             sent += count
         for result in outbox[:sent]:
-            self._sent_at[(result.task_id, result.attempt)] = now
+            self._sent_at[(result["task_id"], result["attempt"])] = now
         return sent
 
     def _on_ack(self, msg: ResultAck) -> None:
@@ -224,17 +287,19 @@ class TaskRunner(WorkerHooks):
                 await asyncio.wait_for(self._changed.wait(), min(left, 0.5))
 
     async def drain(self) -> None:
-        """Finish running jobs within the grace; cancel the rest; wait for the acks."""
+        """Finish held jobs within the grace; cancel the rest; wait for the acks."""
         grace = self.worker.config.grace
         name = self.worker.name
-        logger.info("{}: draining {} task(s), grace {:.1f}s", name, len(self._jobs), grace)
+        logger.info("{}: draining {} task(s), grace {:.1f}s", name, len(self._held), grace)
         loop = asyncio.get_running_loop()
-        await self._until(lambda: not self._jobs, loop.time() + grace)
-        cancelled = sorted(f"{t}#{a}" for t, a in self._jobs)
-        for job in list(self._jobs.values()):
-            job.cancel()
+        await self._until(lambda: not self._held, loop.time() + grace)
+        cancelled = sorted(f"{t}#{a}" for t, a in self._held)
+        self._held.clear()  # what still waits is withdrawn; what runs is cancelled
+        for slot in set(self._running.values()):
+            slot.cancel()
         if cancelled:
             logger.warning("{}: cancelled unfinished task(s): {}", name, ", ".join(cancelled))
+        self._wake.set()
         ack_deadline = loop.time() + min(grace, self._window()) + 0.5
         await self._until(lambda: not self._unacked or not self.worker.connected, ack_deadline)
         if self._unacked:
@@ -242,8 +307,17 @@ class TaskRunner(WorkerHooks):
         self.worker.bye_reason = f"stopped; cancelled {len(cancelled)}"
 
 
+def _results_message(batch: list[Result]) -> dict[str, Any]:
+    return {"type": Results.TYPE, "results": batch}
+
+
 def check_output(output: Any) -> None:
     """An output must be msgpack-native and small enough to travel with others."""
+    kind = type(output)
+    if kind is type(None) or kind is bool or kind is float:
+        return
+    if (kind is str or kind is bytes) and len(output) < 4096:
+        return
     check_native(output, "output")
     size = encoded_size(output)
     if size > MAX_ITEM_BYTES:
@@ -256,4 +330,11 @@ def error_info(exc: BaseException) -> ErrorInfo:
         type=type(exc).__name__[:200],
         message=str(exc)[:TRACEBACK_LIMIT],
         traceback=text[-TRACEBACK_LIMIT:],
+    )
+
+
+def as_result(data: Result) -> TaskResult:
+    """A result map as the ``TaskResult`` it encodes (for tests and tools)."""
+    return TaskResult(
+        **{**data, "error": ErrorInfo(**data["error"]) if data["error"] is not None else None}
     )

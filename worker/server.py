@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from loguru import logger
 
+from runtime.memory import tune_gc
 from runtime.signals import install_signal_handlers, relay
 from worker.agent import Worker
 from worker.config import WorkerConfig
@@ -50,6 +51,7 @@ async def serve(
         cfg.host,
         cfg.port,
     )
+    tune_gc()
     try:
         await worker.arun_worker()
     finally:

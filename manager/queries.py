@@ -1,0 +1,154 @@
+"""Answers to clients' questions: ``tasks`` (by id or paged), ``watch`` and ``status``.
+
+Live tasks come from the book, finished ones from the store (its recent
+results are in memory).  Every answer is posted, so it leaves after the
+batch's commit: a client never sees a result that could still vanish.  What
+``status`` reports is kept as tasks move, so it costs the same at any size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from itertools import islice
+from typing import TYPE_CHECKING
+
+from protocol import (
+    Error,
+    ProtocolError,
+    StatusReply,
+    StatusRequest,
+    TasksReply,
+    TasksRequest,
+    TaskState,
+    TaskStatus,
+    Watch,
+    WatchReply,
+    encode,
+)
+from protocol.codec import encode_chunks
+
+if TYPE_CHECKING:
+    from manager.service import TaskService
+    from manager.taskbook import Live, TaskBook
+
+#: Tasks per ``tasks_reply`` at most (fewer when they do not fit in one message).
+MAX_TASKS_REPLY = 1000
+
+
+class Queries:
+    def __init__(self, service: TaskService) -> None:
+        self.service = service
+
+    def on_tasks(self, ident: bytes, msg: TasksRequest) -> None:
+        service = self.service
+        service.watchers.heard(ident)
+        if msg.ids:
+            rows = [(0, state) for state in self.states(msg.ids[:MAX_TASKS_REPLY])]
+            full = False
+        else:
+            rows = self.page(max(0, msg.after), MAX_TASKS_REPLY)
+            full = len(rows) == MAX_TASKS_REPLY
+        states = [state for _, state in rows]
+        total = len(service.book) + self.done_count()
+        try:  # as many as fit in one message; the client asks again for the rest
+            chunk = next(
+                encode_chunks(
+                    states,
+                    lambda s: TasksReply(req=msg.req, tasks=s, total=total),
+                    service.config.max_message_bytes - 64,  # room for the cursor
+                ),
+                (b"", 0),
+            )
+        except ProtocolError as exc:  # one state alone is over the limit
+            service.admin.post(ident, Error(code=exc.code, message=str(exc)[:200], req=msg.req))
+            return
+        carried = chunk[1]
+        more = full or carried < len(states)
+        cursor = rows[carried - 1][0] if more and not msg.ids and carried else 0
+        reply = TasksReply(req=msg.req, tasks=states[:carried], total=total, next=cursor)
+        service.admin.post(ident, reply)
+
+    def states(self, ids: list[str]) -> list[TaskState]:
+        """The states of ``ids``, in that order; ``unknown`` for ids never accepted."""
+        book = self.service.book
+        live = {i: t.view() for i in ids if (t := book.get(i)) is not None}
+        final = self.service.store.final([i for i in ids if i not in live])
+        unknown = TaskStatus.UNKNOWN
+        return [
+            live.get(i) or final.get(i) or TaskState(id=i, state=unknown, attempt=0) for i in ids
+        ]
+
+    def page(self, after: int, limit: int) -> list[tuple[int, TaskState]]:
+        """Tasks after cursor ``after`` in submission order: live and finished, merged."""
+        live = [(t.seq, t.view()) for t in islice(_after(self.service.book, after), limit)]
+        done = self.service.store.page(after, limit)
+        return sorted([*live, *done], key=lambda row: row[0])[:limit]
+
+    def done_count(self) -> int:
+        service = self.service
+        return sum(service.done_before.values()) + sum(service.book.finished.values())
+
+    def on_watch(self, ident: bytes, msg: Watch) -> None:
+        """Watch the live ones of ``ids``; answer with those already final and the unknown."""
+        service = self.service
+        ids = msg.ids
+        live = [i for i in ids if service.book.get(i) is not None]
+        service.watchers.watch(ident, live)
+        known = set(live)
+        final = service.store.final([i for i in ids if i not in known])
+        unknown = [i for i in ids if i not in known and i not in final][:MAX_TASKS_REPLY]
+        done = list(final.values())
+
+        def reply(part: list[TaskState]) -> WatchReply:
+            return WatchReply(
+                req=msg.req,
+                epoch=service.admin.epoch,
+                done=part,
+                unknown=unknown,
+                watching=service.watchers.watching(ident),
+            )
+
+        chunks = encode_chunks(done, reply, service.config.max_message_bytes)
+        data, carried = next(chunks, (encode(reply([])), 0))
+        service.admin.post(ident, data)
+        if carried < len(done):  # the rest as pushes
+            service.push(ident, done[carried:])
+
+    def on_status(self, ident: bytes, msg: StatusRequest) -> None:
+        service = self.service
+        admin = service.admin
+        now = admin.clock()
+        workers = [rec.info(now) for rec in admin.registry if rec.capacity > 0]
+        finished = service.done_before + service.book.finished
+        done = sum(finished.values())
+        succeeded = finished.get("succeeded", 0)
+        counts: dict[str, int] = dict(service.book.counts())
+        counts.update(
+            {
+                TaskStatus.DONE: done,
+                "succeeded": succeeded,
+                "failed": done - succeeded,
+                "awaiting_workers": service.waiting_for_workers,
+                "watched": len(service.watchers),
+                "gaps": admin.gaps.missed,
+                "journal_commits": service.store.commits,
+            }
+        )
+        counts.update(admin.counters)
+        admin.post(
+            ident,
+            StatusReply(
+                req=msg.req,
+                manager_id=admin.id,
+                epoch=admin.epoch,
+                policy=service.config.policy,
+                workers=workers,
+                counts=counts,
+                uptime=now - admin.started,
+            ),
+        )
+
+
+def _after(book: TaskBook, after: int) -> Iterator[Live]:
+    """Live tasks with ``seq`` above ``after``, in submission order."""
+    return (task for task in book if task.seq > after)

@@ -1,0 +1,162 @@
+"""Where finished tasks go: the record behind ``tasks`` queries, paging and restarts.
+
+Only live tasks (queued or running) are kept in the manager's memory (the
+``TaskBook``); a task that has its final result leaves it and lives on in a
+``Store``:
+
+- ``Journal`` (``manager.journal``): SQLite, WAL; every accepted task and
+  every final result, durable before it is acknowledged.  A restarted
+  manager resumes from it.
+- ``MemoryStore`` (``--db :memory:``): no file and no SQL.  It keeps the
+  most recent ``keep`` final results (100,000 by default) and forgets older
+  ones: their ids read as unknown and may be submitted again, and a restart
+  forgets everything.  For experiments where durability is not the point.
+
+Both keep the most recent results in memory (``RecentResults``), so waiting
+clients and ``tasks`` queries for fresh results never reach SQLite.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from protocol import TaskResult, TaskSpec, TaskState, TaskStatus
+
+#: Final results the memory keeps for queries (both stores), most recent first out last.
+RECENT = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class LiveRow:
+    """An unfinished task as the store last committed it (for a restart)."""
+
+    seq: int
+    spec: TaskSpec
+    state: TaskStatus
+    attempt: int
+    worker: str
+
+
+def final_state(spec: TaskSpec, result: TaskResult) -> TaskState:
+    return TaskState(
+        id=spec.id,
+        state=TaskStatus.DONE,
+        attempt=result.attempt,
+        description=spec.description,
+        difficulty=spec.difficulty,
+        worker=result.worker_id,
+        result=result,
+    )
+
+
+class Store(Protocol):
+    """What the task service needs of a store (see the module docstring)."""
+
+    path: str
+    commits: int
+    durable: bool
+
+    def next_seq(self) -> int: ...
+
+    def add(self, tasks: Sequence[tuple[int, TaskSpec]]) -> None: ...
+
+    def assigned(self, rows: Iterable[tuple[int, int, str]]) -> None: ...
+
+    def requeued(self, seq: int) -> None: ...
+
+    def finished(self, done: Sequence[tuple[int, TaskSpec, TaskResult]]) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def unfinished(self) -> Iterator[LiveRow]: ...
+
+    def tally(self) -> dict[str, int]: ...
+
+    def final(self, ids: Sequence[str]) -> dict[str, TaskState]: ...
+
+    def page(self, after: int, limit: int) -> list[tuple[int, TaskState]]: ...
+
+
+class RecentResults:
+    """The last ``keep`` final results by task id, with their spec and submission order."""
+
+    def __init__(self, keep: int = RECENT) -> None:
+        self.keep = keep
+        self._done: OrderedDict[str, tuple[int, TaskSpec, TaskResult]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._done)
+
+    def put(self, done: Sequence[tuple[int, TaskSpec, TaskResult]]) -> None:
+        table = self._done
+        for entry in done:
+            table[entry[1].id] = entry
+        while len(table) > self.keep:
+            table.popitem(last=False)
+
+    def get(self, task_id: str) -> TaskState | None:
+        hit = self._done.get(task_id)
+        return final_state(hit[1], hit[2]) if hit is not None else None
+
+    def items(self) -> Iterator[tuple[int, TaskState]]:
+        return ((seq, final_state(spec, result)) for seq, spec, result in self._done.values())
+
+
+class MemoryStore:
+    """``--db :memory:``: nothing durable; the most recent ``keep`` results, no SQL."""
+
+    durable = False
+
+    def __init__(self, keep: int = RECENT) -> None:
+        self.path = ":memory:"
+        self.commits = 0
+        self.recent = RecentResults(keep)
+        self._next = 1
+
+    def next_seq(self) -> int:
+        return self._next
+
+    def add(self, tasks: Sequence[tuple[int, TaskSpec]]) -> None:
+        if tasks:
+            self._next = max(self._next, tasks[-1][0] + 1)
+
+    def assigned(self, rows: Iterable[tuple[int, int, str]]) -> None:
+        pass
+
+    def requeued(self, seq: int) -> None:
+        pass
+
+    def finished(self, done: Sequence[tuple[int, TaskSpec, TaskResult]]) -> None:
+        self.recent.put(done)
+
+    def commit(self) -> None:
+        self.commits += 1
+
+    def close(self) -> None:
+        pass
+
+    def unfinished(self) -> Iterator[LiveRow]:
+        return iter(())
+
+    def tally(self) -> dict[str, int]:
+        return {}
+
+    def final(self, ids: Sequence[str]) -> dict[str, TaskState]:
+        out = {}
+        for task_id in ids:
+            state = self.recent.get(task_id)
+            if state is not None:
+                out[task_id] = state
+        return out
+
+    def page(self, after: int, limit: int) -> list[tuple[int, TaskState]]:
+        rows = sorted(
+            ((seq, state) for seq, state in self.recent.items() if seq > after),
+            key=lambda row: row[0],
+        )
+        return rows[:limit]

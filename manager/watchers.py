@@ -1,0 +1,68 @@
+"""Which client waits for which task: results are pushed, not polled.  Pure; takes a clock.
+
+A client watches tasks with ``watch`` (or ``submit`` with ``watch``); when a
+watched task gets its final result the manager pushes it in a ``finished``
+message.  Watches belong to the client's socket identity and lapse when the
+client has been silent for ``ttl`` seconds (a waiting client sends an empty
+``watch`` now and then), so a client that went away leaves nothing behind.
+Only live tasks can be watched, so the table is bounded by the live tasks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+#: Seconds of silence after which a client's watches lapse.
+WATCH_TTL = 60.0
+
+
+class Watchers:
+    def __init__(self, clock: Callable[[], float], ttl: float = WATCH_TTL) -> None:
+        self._clock = clock
+        self.ttl = ttl
+        self._by_task: dict[str, set[bytes]] = {}
+        self._by_client: dict[bytes, set[str]] = {}
+        self._heard: dict[bytes, float] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_task)
+
+    def watching(self, client: bytes) -> int:
+        return len(self._by_client.get(client, ()))
+
+    def heard(self, client: bytes) -> None:
+        """Any message from ``client`` keeps its watches alive."""
+        if client in self._by_client:
+            self._heard[client] = self._clock()
+
+    def watch(self, client: bytes, task_ids: Iterable[str]) -> None:
+        mine = self._by_client.setdefault(client, set())
+        self._heard[client] = self._clock()
+        for task_id in task_ids:
+            mine.add(task_id)
+            self._by_task.setdefault(task_id, set()).add(client)
+
+    def finished(self, task_id: str) -> set[bytes]:
+        """The clients waiting for ``task_id`` (now final); they no longer watch it."""
+        clients = self._by_task.pop(task_id, None)
+        if clients is None:
+            return set()
+        for client in clients:
+            mine = self._by_client.get(client)
+            if mine is not None:
+                mine.discard(task_id)
+        return clients
+
+    def expire(self) -> int:
+        """Drop the watches of clients silent for ``ttl``; returns how many clients."""
+        limit = self._clock() - self.ttl
+        gone = [c for c, seen in self._heard.items() if seen < limit]
+        for client in gone:
+            del self._heard[client]
+            for task_id in self._by_client.pop(client, ()):
+                clients = self._by_task.get(task_id)
+                if clients is not None:
+                    clients.discard(client)
+                    if not clients:
+                        del self._by_task[task_id]
+        return len(gone)
