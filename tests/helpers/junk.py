@@ -253,9 +253,32 @@ class JunkFactory:
         return Junk("unknown_type", (pack({"type": name, "req": 1}),), "bad")
 
     def manager_bound_type(self) -> Junk:
-        return Junk(
-            "manager_bound_type", (pack({"type": self.rng.choice(MANAGER_TO_PEER)}),), "bad"
-        )
+        """A message only the manager sends: well-formed (refused as unexpected) or bare."""
+        r = self.rng
+        agent = {"id": "a", "name": "n", "role": "worker"}
+        valid: list[dict[str, Any]] = [
+            {"type": "error", "code": "c", "message": "m"},
+            {"type": "probe", "agent_id": r.choice(self.worker_ids), "epoch": "e"},
+            {"type": "joined", "agent": agent},
+            {"type": "left", "agent": agent, "reason": "r"},
+            {"type": "roster", "agents": [agent]},
+            {"type": "assign", "epoch": "e", "jobs": [{"task": task("t"), "attempt": 1}]},
+            {"type": "result_ack", "keys": [{"task_id": r.choice(self.task_ids), "attempt": 1}]},
+            {"type": "submit_reply", "req": 1, "accepted": [], "known": []},
+            {"type": "tasks_reply", "req": 1, "tasks": []},
+            {
+                "type": "welcome",
+                "version": PROTOCOL_VERSION,
+                "manager_id": "m",
+                "manager_name": "m",
+                "epoch": "e",
+                "pub_endpoint": "tcp://127.0.0.1:1",
+                "heartbeat_interval": 1.0,
+                "liveness": 3,
+            },
+        ]
+        body = r.choice(valid) if r.random() < 0.7 else {"type": r.choice(MANAGER_TO_PEER)}
+        return Junk("manager_bound_type", (pack(body),), "bad")
 
     def wrong_types(self) -> Junk:
         """A handled message with one field of a type its schema refuses."""
