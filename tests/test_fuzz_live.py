@@ -36,9 +36,10 @@ from tests.helpers.ops import connected, status, submit, wait_done, wait_until
 
 SEED = 20240808
 FRAMES = 3000
-#: Slower heartbeats than the other tests' (0.1 s x 3): a 2-core machine busy with
-#: junk must not turn this test into one about liveness.
-HEARTBEATS = ("--heartbeat-interval", "0.2", "--liveness", "5")
+#: Slower heartbeats than the other tests' (0.1 s x 3): on a loaded 2-core machine a
+#: manager working through a junk backlog can be late with a heartbeat by a second, and
+#: this test is not about liveness.
+HEARTBEATS = ("--heartbeat-interval", "0.25", "--liveness", "8")
 TIME_SCALE = "0.4"  # the seed tasks take 0.8, 2.0 and 3.2 s
 
 
@@ -186,17 +187,19 @@ def test_seed_scenario_completes_under_a_storm_of_junk_frames(cluster: Cluster) 
         assert state.attempt == state.result.attempt == 1
     after = status(cluster)
     assert after.counts["succeeded"] == len(SEED_TASKS)
-    assert sum(w.completed for w in after.workers) == len(SEED_TASKS)
     assert sorted(w.state for w in after.workers) == ["connected"] * len(SEED_WORKERS)
     manager_log = full_log(cluster.procs[0])
     for spec in SEED_TASKS:
         recorded = re.findall(rf"task {spec.id} succeeded on \S+ \(attempt 1\)", manager_log)
         assert len(recorded) == 1, spec.id
 
-    # Every process is alive and none logged a traceback.
+    # Every process is alive, none logged a traceback, no worker lost its session.
     for proc in cluster.procs:
         assert proc.alive(), proc.name
         assert "Traceback" not in full_log(proc), proc.name
+        assert "reconnecting" not in full_log(proc), proc.name
+    for name in skills:
+        assert f"{name} disconnected" not in manager_log
 
     # The counters account for the junk the manager refused.
     counts = after.counts
