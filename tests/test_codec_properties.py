@@ -45,10 +45,10 @@ PROPS = settings(
     derandomize=True,
     database=None,
     deadline=None,
-    max_examples=150,
+    max_examples=100,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-FEW = settings(PROPS, max_examples=30)
+FEW = settings(PROPS, max_examples=25)
 
 INT64_MIN, UINT64_MAX = -(2**63), 2**64 - 1
 
@@ -245,7 +245,7 @@ def test_message_shaped_maps_decode_to_a_message_or_protocol_error() -> None:
     are refused past the unpacker (by the schema or a ``__post_init__`` rule)."""
     outcomes = {"decoded": 0, "schema": 0, "unpacker": 0}
 
-    @settings(PROPS, max_examples=250)
+    @settings(PROPS, max_examples=200)
     @given(messages_shaped())
     def check(body: dict[str, Any]) -> None:
         data = msgpack.packb(body, use_bin_type=True)
