@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,14 @@ def test_pubsub_counts_add_up_and_nothing_is_lost_without_a_high_water_mark() ->
 def test_a_baseline_that_runs_out_of_time_kills_its_processes() -> None:
     with pytest.raises(TimeoutError):
         dispatch_rate(tasks=10_000_000, workers=2, timeout=1.0)
+
+    assert our_children() == []
+
+
+@pytest.mark.parametrize("call", [lambda: dispatch_rate(tasks=0), lambda: round_trip(trips=0)])
+def test_empty_sizes_are_refused_before_any_process_starts(call: Callable[[], object]) -> None:
+    with pytest.raises(ValueError, match="must be positive"):
+        call()
 
     assert our_children() == []
 

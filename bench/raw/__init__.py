@@ -17,7 +17,11 @@ dict of numbers, binds only 127.0.0.1 on random ports, and kills every
 process it started, also on error.  Only asyncio, zmq, msgpack and the
 standard library are used, so the bench can import this without taskmesh.
 
-    .venv/bin/python -m bench.raw [--tasks N] [--trips K] [--messages M] [--json]
+Child processes are ``python -m bench.raw --child ROLE ...`` (``children.py``
+starts and stops them); each baseline has its own module (``dispatch.py``,
+``round_trip.py``, ``pubsub.py``) and ``cli.py`` runs all three.
+
+    .venv/bin/python -m bench.raw [--tasks N] [--trips K] [--messages M] [--rounds R] [--json]
 """
 
 from bench.raw.cli import measure_all

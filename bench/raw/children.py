@@ -86,6 +86,13 @@ def remaining(deadline: float) -> float:
     return left
 
 
+def positive(**values: float) -> None:
+    """Refuse sizes that would make a baseline meaningless (no tasks, no workers, no time)."""
+    for name, value in values.items():
+        if value <= 0:
+            raise ValueError(f"{name} must be positive, got {value}")
+
+
 def percentile(ordered: list[float], p: float) -> float:
     """Nearest-rank percentile of an ascending list."""
     return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]

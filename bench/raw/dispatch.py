@@ -13,13 +13,24 @@ import time
 import zmq
 import zmq.asyncio
 
-from bench.raw.children import LOCAL, bounded, check_alive, children, pack, remaining, start, unpack
+from bench.raw.children import (
+    LOCAL,
+    bounded,
+    check_alive,
+    children,
+    pack,
+    positive,
+    remaining,
+    start,
+    unpack,
+)
 
 
 def dispatch_rate(
     tasks: int = 50_000, workers: int = 2, window: int = 500, timeout: float = 60.0
 ) -> dict[str, float]:
     """Baseline (a): tasks per second, one message per task, replies drained in batches."""
+    positive(tasks=tasks, workers=workers, window=window, timeout=timeout)
     return asyncio.run(_dispatch(tasks, workers, window, timeout))
 
 

@@ -14,7 +14,17 @@ from typing import Any
 
 import zmq
 
-from bench.raw.children import LOCAL, bounded, children, drain, pack, remaining, start, unpack
+from bench.raw.children import (
+    LOCAL,
+    bounded,
+    children,
+    drain,
+    pack,
+    positive,
+    remaining,
+    start,
+    unpack,
+)
 
 
 def pubsub_rate(
@@ -29,6 +39,7 @@ def pubsub_rate(
     ``hwm`` is the high-water mark on both ends (0: unbounded, so nothing should
     be lost; 1000 is ZeroMQ's default, with which a fast publisher drops).
     """
+    positive(messages=messages, subscribers=subscribers, timeout=timeout)
     deadline = time.monotonic() + timeout
     ctx = zmq.Context()
     pub, pull = ctx.socket(zmq.PUB), ctx.socket(zmq.PULL)

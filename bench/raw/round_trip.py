@@ -23,6 +23,7 @@ from bench.raw.children import (
     drain,
     pack,
     percentile,
+    positive,
     read_line,
     remaining,
     start,
@@ -32,6 +33,7 @@ from bench.raw.children import (
 
 def round_trip(trips: int = 2000, warmup: int = 200, timeout: float = 60.0) -> dict[str, float]:
     """Baseline (b): client -> broker -> worker -> broker -> client, one request at a time."""
+    positive(trips=trips, timeout=timeout)
     return asyncio.run(_round_trip(trips, warmup, timeout))
 
 
