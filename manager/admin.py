@@ -26,6 +26,8 @@ from manager.hooks import AdminHooks, Handler
 from manager.registry import AgentRecord, Registry
 from manager.transport import ZmqRouter
 from protocol import (
+    MAX_KINDS,
+    MAX_NAME,
     PROTOCOL_VERSION,
     AgentState,
     Broadcast,
@@ -285,6 +287,13 @@ class Admin(AgentBase):
             return Error(code="identity", message="agent_id must equal the socket identity")
         if msg.capacity < 0 or msg.skill < 0:
             return Error(code="registration", message="skill and capacity must not be negative")
+        texts = (msg.agent_id, msg.name, msg.role, *msg.kinds)
+        if len(msg.kinds) > MAX_KINDS or any(len(t) > MAX_NAME for t in texts):
+            return Error(
+                code="registration",
+                message=f"ids, names, roles and kinds are at most {MAX_NAME} characters, "
+                f"kinds at most {MAX_KINDS}",
+            )
         return None
 
     def _on_ready(self, ident: bytes, msg: Ready) -> None:

@@ -107,12 +107,22 @@ class Endpoint:
         promise nothing durable (they must not wait for the disk).  Raises
         ``ProtocolError`` (code ``too_large``) for a message too large to send.
         """
-        body = msg if isinstance(msg, bytes) else encode(msg, self.max_bytes)
+        body = msg if isinstance(msg, bytes) else self._encode(msg)
         (self._early if early else self._outbox).append((ident, body, on_fail))
+
+    def _encode(self, msg: Message) -> bytes:
+        """Encode a reply; one too large to send becomes a short ``too_large`` error."""
+        try:
+            return encode(msg, self.max_bytes)
+        except ProtocolError as exc:
+            self.counters["replies_too_large"] += 1
+            logger.warning("{} reply not sent: {}", msg.TYPE, str(exc)[:200])
+            why = f"the {msg.TYPE} would be over {self.max_bytes} bytes; ask for less"
+            return encode(Error(code=exc.code, message=why, req=getattr(msg, "req", 0)))
 
     def publish(self, msg: Message | bytes) -> None:
         """Send to every subscriber (PUB), in order with the posts around it."""
-        body = msg if isinstance(msg, bytes) else encode(msg, self.max_bytes)
+        body = msg if isinstance(msg, bytes) else self._encode(msg)
         self._outbox.append((None, body, None))
 
     async def flush(self) -> None:
@@ -186,5 +196,8 @@ class Endpoint:
         """Count and log a message that was refused."""
         self.counters["bad_messages"] += 1
         logger.warning(
-            "bad message from {}: {} (first bytes {!r})", peer_name(ident)[:64], why, body[:32]
+            "bad message from {}: {} (first bytes {!r})",
+            peer_name(ident)[:64],
+            why[:300],
+            body[:32],
         )

@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 #: Tasks per ``tasks_reply`` at most (fewer when they do not fit in one message).
 MAX_TASKS_REPLY = 1000
+#: Cursors beyond any sequence number (SQLite integers are 64-bit signed).
+MAX_CURSOR = 2**62
 
 
 class Queries:
@@ -46,7 +48,7 @@ class Queries:
             rows = [(0, state) for state in self.states(msg.ids[:MAX_TASKS_REPLY])]
             full = False
         else:
-            rows = self.page(max(0, msg.after), MAX_TASKS_REPLY)
+            rows = self.page(min(max(0, msg.after), MAX_CURSOR), MAX_TASKS_REPLY)
             full = len(rows) == MAX_TASKS_REPLY
         states = [state for _, state in rows]
         total = len(service.book) + self.done_count()

@@ -121,7 +121,7 @@ class TaskService(AdminHooks):
                 continue
             live = self.book.get(spec.id)
             if live is not None:  # known, or twice in this message
-                known.append(live.view())
+                known.append(_without_result(live.view()))
             else:
                 live = self.book.submit(spec, seq)
                 new.append((seq, spec))
@@ -324,12 +324,5 @@ _task_state = encoder(TaskState)
 
 
 def _without_result(state: TaskState) -> TaskState:
-    """A ``submit_reply`` lists known tasks by state; results come with ``tasks``."""
-    return TaskState(
-        id=state.id,
-        state=state.state,
-        attempt=state.attempt,
-        description=state.description,
-        difficulty=state.difficulty,
-        worker=state.worker,
-    )
+    """A ``submit_reply`` lists known tasks by id and state only (``tasks`` tells the rest)."""
+    return TaskState(id=state.id, state=state.state, attempt=state.attempt)

@@ -25,3 +25,11 @@ LIVENESS: Final = 3
 
 #: Longest ``ErrorInfo.message`` and ``ErrorInfo.traceback`` a sender produces (characters).
 TRACEBACK_LIMIT: Final = 4000
+
+#: Longest task id (characters).
+MAX_TASK_ID: Final = 1024
+
+#: Longest agent id, name, role, workspace or task kind a manager registers (characters),
+#: and most kinds one worker may advertise.
+MAX_NAME: Final = 200
+MAX_KINDS: Final = 1000

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from protocol.constants import MAX_TASK_ID
 from protocol.states import RESULT_STATUSES, ResultStatus
 
 _STATUSES = frozenset(str(s) for s in RESULT_STATUSES)  # plain strings: a cheap check
@@ -34,6 +35,8 @@ class TaskSpec:
     def __post_init__(self) -> None:
         if not self.id:
             raise ValueError("task id must not be empty")
+        if len(self.id) > MAX_TASK_ID:
+            raise ValueError(f"task id is longer than {MAX_TASK_ID} characters")
         if not 1 <= self.difficulty <= 10:
             raise ValueError(f"difficulty must be 1..10, got {self.difficulty}")
         if not self.kind:

@@ -103,6 +103,13 @@ _SCALARS: dict[Any, Checker] = {
 }
 
 
+def _names(names: list[str], most: int = 5, width: int = 40) -> str:
+    """Peer-chosen names, bounded: an error never echoes unbounded peer data."""
+    shown = [n if len(n) <= width else n[: width - 3] + "..." for n in names[:most]]
+    more = f" (+{len(names) - most} more)" if len(names) > most else ""
+    return ", ".join(shown) + more
+
+
 class Schema:
     """Compiles dataclass annotations into checkers, once per class.
 
@@ -135,7 +142,7 @@ class Schema:
             known = {name for name, _, _ in spec} | ({TAG_KEY} if self._tagged else set())
             unknown = sorted(str(k) for k in mapping if k not in known)
             if unknown:
-                raise ProtocolError(f"{where}: unknown field(s) {', '.join(unknown)}")
+                raise ProtocolError(f"{where}: unknown field(s) {_names(unknown)}")
         try:
             return cls(**kwargs)
         except (TypeError, ValueError) as exc:

@@ -15,7 +15,6 @@ kind, the kind added back to the storm).
 from __future__ import annotations
 
 import random
-import re
 import sys
 import time
 from collections import Counter
@@ -26,9 +25,9 @@ import msgpack
 import pytest
 import zmq
 
-from manager.demo import SEED_TASKS, SEED_WORKERS
-from manager.procs import Proc
 from protocol import MAX_MESSAGE_BYTES, TaskSpec
+from taskmesh.demo import SEED_TASKS, SEED_WORKERS
+from taskmesh.procs import Proc
 from tests.conftest import Cluster
 from tests.helpers.junk import ANON, KNOWN_BUGS, REGISTERED, THROWAWAY, Junk, JunkFactory
 from tests.helpers.junk import register as register_body
@@ -188,16 +187,14 @@ def test_seed_scenario_completes_under_a_storm_of_junk_frames(cluster: Cluster) 
     after = status(cluster)
     assert after.counts["succeeded"] == len(SEED_TASKS)
     assert sorted(w.state for w in after.workers) == ["connected"] * len(SEED_WORKERS)
-    manager_log = full_log(cluster.procs[0])
-    for spec in SEED_TASKS:
-        recorded = re.findall(rf"task {spec.id} succeeded on \S+ \(attempt 1\)", manager_log)
-        assert len(recorded) == 1, spec.id
+    assert after.counts["done"] == len(SEED_TASKS)  # one final result each, nothing else
 
     # Every process is alive, none logged a traceback, no worker lost its session.
     for proc in cluster.procs:
         assert proc.alive(), proc.name
         assert "Traceback" not in full_log(proc), proc.name
         assert "reconnecting" not in full_log(proc), proc.name
+    manager_log = full_log(cluster.procs[0])
     for name in skills:
         assert f"{name} disconnected" not in manager_log
 
@@ -260,13 +257,13 @@ def request(
 
 
 def tasks_with_offsets(cluster: Cluster, offsets: list[int]) -> list[dict[str, Any] | None]:
-    """Frames ``{"type": "tasks", "req": N, "offset": OFFSET}``: the replies (``None``: none)."""
+    """Frames ``{"type": "tasks", "req": N, "after": AFTER}``: the replies (``None``: none)."""
     cluster.manager()
     submit(cluster, [TaskSpec(id="only", kind="fuzz-no-such-kind")])
     with RawSockets(cluster.port) as new:
         sock = new("")
         return [
-            request(sock, {"type": "tasks", "req": n, "offset": offset}, timeout=1.0)
+            request(sock, {"type": "tasks", "req": n, "after": offset}, timeout=1.0)
             for n, offset in enumerate(offsets, 1)
         ]
 
@@ -279,7 +276,6 @@ def test_tasks_request_with_a_negative_offset_lists_from_the_start(cluster: Clus
     assert "Traceback" not in full_log(cluster.procs[0])
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_BUGS["tasks_huge_offset"])
 def test_tasks_request_with_an_offset_past_sys_maxsize_is_answered(cluster: Cluster) -> None:
     replies = tasks_with_offsets(cluster, [sys.maxsize - 5, 2**63, 2**64 - 1])
     assert "Traceback" not in full_log(cluster.procs[0])
@@ -311,13 +307,6 @@ def test_a_socket_claiming_a_live_workers_identity_does_not_disconnect_it(
     assert "reconnecting" not in full_log(worker)
 
 
-OVERSIZED_REPLY = (
-    "Endpoint.send() calls encode() outside its try, and _flush() runs outside "
-    "_handle_frames()'s guard: a reply over MAX_MESSAGE_BYTES raises ProtocolError "
-    "out of _recv_loop and supervise() stops the manager (traceback, exit 1)"
-)
-
-
 def provoke_big_submit_reply(sock_for: Any) -> dict[str, Any] | None:
     """One task with a 200 kB description, then eight 10-byte entries naming it again:
     the reply lists the known task eight times, description included (1.6 MB)."""
@@ -330,16 +319,16 @@ def provoke_big_submit_reply(sock_for: Any) -> dict[str, Any] | None:
 
 
 def provoke_big_status_reply(sock_for: Any) -> dict[str, Any] | None:
-    """Six registrations (valid, never connected) with 200 kB names, then a status request."""
+    """Six registrations (never connected) with 200 kB names, then a status request."""
     for i in range(6):
         body = register_body(f"long-{i}", name="n" * 200_000, capacity=1)
         reply = request(sock_for(f"long-{i}"), body)
         assert reply is not None
-        assert reply["type"] == "welcome"
+        assert reply["type"] == "error"  # names are bounded at registration
+        assert reply["code"] == "registration"
     return request(sock_for(""), {"type": "status", "req": 1})
 
 
-@pytest.mark.xfail(strict=True, reason=OVERSIZED_REPLY)
 @pytest.mark.parametrize("provoke", [provoke_big_submit_reply, provoke_big_status_reply])
 def test_a_reply_over_the_size_limit_does_not_stop_the_manager(
     cluster: Cluster, provoke: Any
@@ -354,11 +343,6 @@ def test_a_reply_over_the_size_limit_does_not_stop_the_manager(
     assert "Traceback" not in full_log(manager)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Schema.build() names every unknown field whole in its ProtocolError, and the "
-    "manager sends str(err) back: a 10 kB field name comes back in a 10 kB error reply",
-)
 def test_error_replies_do_not_echo_unbounded_peer_data(cluster: Cluster) -> None:
     """Frame: ``{"type": "status", "req": 1, "x" * 10_000: 1}``."""
     cluster.manager()
