@@ -15,13 +15,24 @@ import dataclasses
 import functools
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from loguru import logger
 
+from manager.auth import (
+    RELOAD_EVERY,
+    WORKER,
+    CurveServer,
+    KeyRing,
+    Verdict,
+    forbidden_text,
+    is_loopback,
+    key_dirs,
+)
 from manager.config import ManagerConfig
-from manager.endpoint import Endpoint, Transport, peer_name
+from manager.endpoint import Endpoint, Transport
 from manager.hooks import AdminHooks, Handler
 from manager.registry import AgentRecord, Registry
 from manager.transport import ZmqRouter
@@ -49,7 +60,13 @@ from protocol import (
     encode,
 )
 from runtime.agent import AgentBase, PeerAgent, now_ns, ref_of
+from runtime.keys import load_secret
 from runtime.supervise import supervise
+from runtime.throttle import Throttle
+
+#: What a registration may claim: the skill scale, and tasks at once.
+MAX_SKILL = 10
+MAX_CAPACITY = 10_000
 
 
 class Admin(AgentBase):
@@ -76,12 +93,20 @@ class Admin(AgentBase):
         self.config = cfg
         self.clock = clock
         self.registry = Registry(clock, cfg.heartbeat_interval, cfg.liveness)
+        counters: Counter[str] = Counter()
+        #: The CURVE allow-lists (``None``: CURVE off, everyone is one tenant).
+        self.keyring: KeyRing | None = None
+        curve: CurveServer | None = None
+        if cfg.secret_key:
+            self.keyring = KeyRing(key_dirs(cfg))
+            self.keyring.load()
+            curve = CurveServer(load_secret(cfg.secret_key), self.keyring, counters)
         self.transport: Transport = transport or ZmqRouter(
             host=cfg.bind,
             port=cfg.port,
             pub_port=cfg.pub_port,
             max_bytes=cfg.max_message_bytes,
-            send_timeout=cfg.window,
+            curve=curve,
         )
         self.endpoint = Endpoint(
             self.transport,
@@ -91,8 +116,13 @@ class Admin(AgentBase):
             before_ack=self._before_ack,
             on_unreachable=self._unreachable,
             room=self.wait_for_room,
+            patient=lambda ident: self.registry.by_route(ident) is not None,
+            window=cfg.window,
+            counters=counters,
         )
         self.counters = self.endpoint.counters
+        self._keys_checked = clock()
+        self._refusals = Throttle("refused registrations")
         self.epoch = uuid.uuid4().hex[:16]
         self.started = clock()
         self.hooks: list[AdminHooks] = []
@@ -151,7 +181,7 @@ class Admin(AgentBase):
         if rec is None or rec.state == AgentState.PENDING:
             raise LookupError(f"no connected agent {agent_id!r}")
         msg = Direct(sender=self.id, target=agent_id, seq=0, time=now_ns(), data=bytes(data))
-        self.endpoint.post(agent_id.encode(), msg)
+        self.endpoint.post(rec.route, msg)
         await self.endpoint.flush()
 
     # ------------------------------------------------------------------ lifecycle
@@ -177,6 +207,12 @@ class Admin(AgentBase):
             self.pub_endpoint,
             self.epoch,
         )
+        if self.keyring is None and not is_loopback(self.config.bind):
+            logger.warning(
+                "listening on {} without CURVE: anyone who can reach it can submit, read every "
+                "task and register as a worker (see SECURITY.md: --secret-key)",
+                self.config.bind,
+            )
 
     async def close(self, goodbye_wait: float | None = None) -> None:
         """Commit and send what is pending, say goodbye to every agent, close the sockets.
@@ -190,7 +226,7 @@ class Admin(AgentBase):
         if not self._open:
             return
         await self.endpoint.flush()
-        told = {rec.id.encode() for rec in self.registry}
+        told = {rec.route for rec in self.registry}
         bye = encode(Bye(reason="manager stopping"), self.config.max_message_bytes)
         for ident in list(told):
             self.endpoint.post(ident, bye, on_fail=functools.partial(told.discard, ident))
@@ -208,7 +244,7 @@ class Admin(AgentBase):
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 while idents:
-                    frames = await self.transport.recv()
+                    frames, _ = await self.transport.recv()
                     if len(frames) == 2 and frames[0] in idents and _is_register(frames[1]):
                         idents.discard(frames[0])
 
@@ -218,8 +254,27 @@ class Admin(AgentBase):
 
     # ------------------------------------------------------------------ dispatch
 
+    def member(self, ident: bytes) -> AgentRecord | None:
+        """The agent registered on connection ``ident``, if this message's key is its key."""
+        rec = self.registry.by_route(ident)
+        if rec is not None and rec.key != self.endpoint.peer_key:
+            return None
+        return rec
+
+    def viewer(self) -> str | None:
+        """Whose tasks the current message may see: ``None`` for all (no CURVE, operator
+        keys), else the sender's key (a client sees its own tasks only)."""
+        ring, key = self.keyring, self.endpoint.peer_key
+        if ring is None or ring.sees_all(key):
+            return None
+        return key
+
     def _dispatch(self, ident: bytes, msg: Message) -> None:
-        self.registry.touch(peer_name(ident))  # any message is proof of life
+        if self.keyring is not None and not self._permitted(ident, msg):
+            return
+        rec = self.member(ident)
+        if rec is not None:
+            self.registry.touch(rec.id)  # any message is proof of life
         handler = self._handlers.get(type(msg))
         if handler is None:
             self.endpoint.bad(ident, f"unexpected {msg.TYPE} message", b"")
@@ -227,12 +282,30 @@ class Admin(AgentBase):
             return
         handler(ident, msg)
 
+    def _permitted(self, ident: bytes, msg: Message) -> bool:
+        """May this message's key send it?  A removed key gets no answer; a wrong role does."""
+        assert self.keyring is not None
+        key = self.endpoint.peer_key
+        verdict = self.keyring.check(key, msg)
+        if verdict is Verdict.ALLOWED:
+            return True
+        if verdict is Verdict.REVOKED:
+            self.counters["auth_revoked"] += 1
+            if self._refusals.allow(key):
+                logger.warning("dropped a {} from key {}: no longer listed", msg.TYPE, key)
+            return False
+        self.counters["forbidden"] += 1
+        if self._refusals.allow(key):
+            logger.warning("refused {} from key {}: wrong role", msg.TYPE, self.keyring.name(key))
+        self.post(ident, Error(code="forbidden", message=forbidden_text(msg), req=_req(msg)))
+        return False
+
     def _before_ack(self) -> None:
         for hook in self.hooks:
             hook.before_ack()
 
     def _unreachable(self, ident: bytes) -> None:
-        rec = self.registry.get(peer_name(ident))
+        rec = self.registry.by_route(ident)
         if rec is not None:
             self._drop_record(rec, "lost: unreachable")
 
@@ -241,7 +314,9 @@ class Admin(AgentBase):
     def _on_register(self, ident: bytes, msg: Register) -> None:
         problem = self._refusal(ident, msg)
         if problem is not None:
-            logger.warning("refused registration of {}: {}", msg.agent_id[:64], problem.message)
+            self.counters[f"registrations_refused.{problem.code}"] += 1
+            if self._refusals.allow(ident):
+                logger.warning("refused registration of {}: {}", msg.agent_id[:64], problem.message)
             self.post(ident, problem)
             return
         rec, old = self.registry.add(
@@ -251,6 +326,8 @@ class Admin(AgentBase):
             skill=msg.skill,
             capacity=msg.capacity,
             kinds=frozenset(msg.kinds),
+            route=ident,
+            key=self.endpoint.peer_key,
         )
         for hook in self.hooks:
             hook.on_joined(rec, old, msg)
@@ -283,10 +360,13 @@ class Admin(AgentBase):
                 message=f"workspace {msg.workspace_id[:64]!r} is not served here "
                 f"(this manager serves {self.workspace_id!r})",
             )
-        if msg.agent_id != peer_name(ident) or not msg.agent_id or msg.agent_id == self.id:
-            return Error(code="identity", message="agent_id must equal the socket identity")
-        if msg.capacity < 0 or msg.skill < 0:
-            return Error(code="registration", message="skill and capacity must not be negative")
+        if not msg.agent_id or msg.agent_id == self.id:
+            return Error(code="identity", message="agent_id must be set and not the manager's")
+        if not (0 <= msg.skill <= MAX_SKILL and 0 <= msg.capacity <= MAX_CAPACITY):
+            return Error(
+                code="registration",
+                message=f"skill must be 0-{MAX_SKILL} and capacity 0-{MAX_CAPACITY}",
+            )
         texts = (msg.agent_id, msg.name, msg.role, *msg.kinds)
         if len(msg.kinds) > MAX_KINDS or any(len(t) > MAX_NAME for t in texts):
             return Error(
@@ -294,10 +374,29 @@ class Admin(AgentBase):
                 message=f"ids, names, roles and kinds are at most {MAX_NAME} characters, "
                 f"kinds at most {MAX_KINDS}",
             )
-        return None
+        return self._identity_refusal(ident, msg.agent_id)
+
+    def _identity_refusal(self, ident: bytes, agent_id: str) -> Error | None:
+        """One connection, one agent; a live agent's id is its own (and its key's)."""
+        mine = self.registry.by_route(ident)
+        if mine is not None and mine.id != agent_id:
+            return Error(
+                code="identity",
+                message=f"this connection is registered as {mine.id[:64]!r}; "
+                "use a new connection for another agent",
+            )
+        holder = self.registry.get(agent_id)
+        if holder is None or (holder.route == ident and holder.key == self.endpoint.peer_key):
+            return None
+        if holder.key != self.endpoint.peer_key:
+            why = "is bound to another key"
+        else:  # is the holder still there?  If not, this heartbeat fails and frees the id
+            self.post(holder.route, Heartbeat(epoch=self.epoch, time=now_ns()))
+            why = "is held by a live worker on another connection (a second process with this id?)"
+        return Error(code="id_taken", message=f"agent id {agent_id[:64]!r} {why}")
 
     def _on_ready(self, ident: bytes, msg: Ready) -> None:
-        rec = self.registry.get(peer_name(ident))
+        rec = self.member(ident)
         if rec is None or msg.epoch != self.epoch:
             self.unknown(ident)
             return
@@ -315,16 +414,16 @@ class Admin(AgentBase):
             hook.on_ready(rec)
 
     def _on_heartbeat(self, ident: bytes, msg: Heartbeat) -> None:
-        if peer_name(ident) not in self.registry:
+        if self.member(ident) is None:
             self.unknown(ident)
 
     def _on_bye(self, ident: bytes, msg: Bye) -> None:
-        rec = self.registry.get(peer_name(ident))
+        rec = self.member(ident)
         if rec is not None:
             self._drop_record(rec, f"left ({msg.reason[:200] or 'bye'})")
 
     def _on_drain(self, ident: bytes, msg: Drain) -> None:
-        rec = self.registry.get(peer_name(ident))
+        rec = self.member(ident)
         if rec is None:
             self.unknown(ident)
         elif rec.state == AgentState.PENDING:  # sent before its ready: draining once ready
@@ -365,9 +464,10 @@ class Admin(AgentBase):
             return
 
         def unreachable() -> None:
-            self.post(ident, Error(code="unknown_target", message=f"{msg.target!r} is unreachable"))
+            why = f"{msg.target[:64]!r} is unreachable"
+            self.post(ident, Error(code="unknown_target", message=why))
 
-        self.endpoint.post(msg.target.encode(), msg, on_fail=unreachable)
+        self.endpoint.post(target.route, msg, on_fail=unreachable)
 
     def _on_broadcast(self, ident: bytes, msg: Broadcast) -> None:
         if not self._is_member(ident, msg.sender):
@@ -376,7 +476,7 @@ class Admin(AgentBase):
         self.deliver(msg.sender, msg.data, msg.time, msg.seq)
 
     def _is_member(self, ident: bytes, sender: str) -> bool:
-        rec = self.registry.get(peer_name(ident))
+        rec = self.member(ident)
         if rec is None or rec.state == AgentState.PENDING:
             self.unknown(ident)
             return False
@@ -406,9 +506,38 @@ class Admin(AgentBase):
             self._last_beat = now
             beat = encode(Heartbeat(epoch=self.epoch, time=now_ns()), self.config.max_message_bytes)
             for rec in self.registry:
-                self.post(rec.id.encode(), beat)
+                self.post(rec.route, beat)
+        if self.keyring is not None and now - self._keys_checked >= RELOAD_EVERY:
+            self._keys_checked = now
+            if self.keyring.changed():
+                self.reload_keys()
+        self.endpoint.summarise()
         for hook in self.hooks:
             hook.on_tick(now)
+
+    def reload_keys(self) -> None:
+        """Read the key directories again (SIGHUP, or a change seen by ``tick``).
+
+        Agents registered with a key that is no longer listed as a worker's are
+        dropped (their tasks go to others); messages from removed keys are
+        dropped from now on.
+        """
+        if self.keyring is None:
+            return
+        revoked = self.keyring.reload()
+        if not revoked:
+            return
+        self.counters["keys_revoked"] += len(revoked)
+        for rec in self.registry:
+            if rec.key in revoked and not self.keyring.has_role(rec.key, WORKER):
+                self._drop_record(rec, "lost: key revoked")
+        for hook in self.hooks:
+            hook.on_revoked(revoked)
+
+
+def _req(msg: Message) -> int:
+    req = getattr(msg, "req", 0)
+    return req if isinstance(req, int) else 0
 
 
 def _is_register(body: bytes) -> bool:

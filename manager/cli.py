@@ -9,6 +9,8 @@ import click
 import zmq
 
 from manager.config import ManagerConfig
+from manager.journal import JournalError
+from runtime.keys import KeyFileError
 from runtime.logs import configure_logging
 from runtime.settings import from_cli, options
 
@@ -25,6 +27,10 @@ def manager_command(**values: Any) -> None:
         asyncio.run(serve(cfg))
     except zmq.ZMQError as exc:  # address in use, bad host
         raise click.ClickException(f"cannot listen on {cfg.bind}:{cfg.port}: {exc}") from None
+    except JournalError as exc:  # --db in a missing directory, a directory, /proc ...
+        raise click.ClickException(str(exc)) from None
+    except KeyFileError as exc:  # --secret-key / --*-keys unusable
+        raise click.ClickException(f"CURVE keys: {exc}") from None
 
 
 def main() -> None:

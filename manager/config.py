@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from manager.scheduler import POLICIES
-from runtime.config import AgentConfig, manager_port
+from runtime.config import AgentConfig, manager_port, secret_key
 from runtime.settings import setting
 
 #: How a task that no connected worker is skilled enough for is handled.
@@ -73,3 +73,31 @@ class ManagerConfig(AgentConfig):
     ready_file: str | None = setting(
         None, help="Write the bound endpoints here as JSON once listening.", metavar="PATH"
     )
+    secret_key: str | None = secret_key()
+    worker_keys: str | None = setting(
+        None,
+        help="With --secret-key: directory of the public keys (*.key) allowed to be workers.",
+        metavar="DIR",
+    )
+    client_keys: str | None = setting(
+        None,
+        help="With --secret-key: directory of the public keys allowed to be clients "
+        "(each sees only its own tasks).",
+        metavar="DIR",
+    )
+    operator_keys: str | None = setting(
+        None,
+        help="With --secret-key: directory of the public keys of clients that see and "
+        "act on every task.",
+        metavar="DIR",
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.secret_key and (self.worker_keys or self.client_keys or self.operator_keys):
+            raise ValueError("--worker-keys, --client-keys and --operator-keys need --secret-key")
+
+    @property
+    def curve(self) -> bool:
+        """CURVE encryption and key allow-lists are on."""
+        return bool(self.secret_key)

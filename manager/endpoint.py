@@ -9,25 +9,48 @@ wait in the outbox.  ``flush`` first calls ``before_ack`` (the journal's
 commit) and only then sends what the outbox holds, so every acknowledgement
 leaves after the state it acknowledges is durable (group commit: one commit
 per received batch).  The sockets themselves are a ``Transport``.
+
+Sends never wait.  A peer whose queue is full (it does not read) costs
+nobody else anything: a reply to a client is dropped and counted
+(``replies_dropped``); messages to a registered agent wait in a queue of
+their own, retried at every flush, and if that agent takes nothing for a
+liveness window it is declared unreachable (its tasks go to others).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
+import enum
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from loguru import logger
 
 from protocol import Error, Message, ProtocolError, decode, encode
 from runtime.agent import YIELD_EVERY
+from runtime.throttle import Throttle
 
 Dispatch = Callable[[bytes, Message], None]
 OnFail = Callable[[], None]
 
 #: Messages handled between two commits of the journal (group commit).
 RECV_BATCH = 256
+#: Messages kept for one agent that is not reading, before it is declared unreachable.
+MAX_STALLED = 10_000
+
+#: A received message: its frames (identity first) and the CURVE key that sent it
+#: (ZeroMQ's ``User-Id``, Z85 text; ``""`` without CURVE).
+Received = tuple[list[bytes], str]
+
+
+class Delivery(enum.Enum):
+    """What became of one send."""
+
+    SENT = "sent"
+    FULL = "full"  # the peer's queue is full: it is not reading
+    GONE = "gone"  # no connection has that identity
 
 
 class Transport(Protocol):
@@ -38,11 +61,13 @@ class Transport(Protocol):
 
     def open(self) -> None: ...
 
-    async def recv(self) -> list[bytes]: ...
+    async def recv(self) -> Received: ...
 
-    async def recv_nowait(self) -> list[bytes] | None: ...
+    async def recv_nowait(self) -> Received | None: ...
 
-    async def send(self, ident: bytes, body: bytes) -> bool: ...
+    def send(self, ident: bytes, body: bytes) -> Delivery:
+        """Send now or never: never waits."""
+        ...
 
     async def publish(self, body: bytes) -> None: ...
 
@@ -62,6 +87,18 @@ async def _no_wait() -> None:
     pass
 
 
+def _never(ident: bytes) -> bool:
+    return False
+
+
+@dataclass(slots=True)
+class _Stalled:
+    """Messages waiting for an agent whose queue was full, and when it last took one."""
+
+    since: float
+    queue: deque[tuple[bytes, OnFail | None]] = field(default_factory=deque)
+
+
 class Endpoint:
     """Batched receive, decode, dispatch, group commit and the outbox, over a ``Transport``."""
 
@@ -75,6 +112,9 @@ class Endpoint:
         before_ack: Callable[[], None] = _nothing,
         on_unreachable: Callable[[bytes], None] | None = None,
         room: Callable[[], Awaitable[None]] = _no_wait,
+        patient: Callable[[bytes], bool] = _never,
+        window: float = 3.0,
+        counters: Counter[str] | None = None,
     ) -> None:
         self.transport = transport
         self.dispatch = dispatch
@@ -83,13 +123,20 @@ class Endpoint:
         self.before_ack = before_ack
         self.on_unreachable = on_unreachable
         self.room = room
-        self.counters: Counter[str] = Counter()
+        self.patient = patient  # is ``ident`` an agent worth waiting for (else: drop)?
+        self.window = window
+        self.counters: Counter[str] = Counter() if counters is None else counters
+        self._stalled: dict[bytes, _Stalled] = {}
+        self._bad_log = Throttle("bad messages")
+        self._drop_log = Throttle("dropped replies")
         self._outbox: list[tuple[bytes | None, bytes, OnFail | None]] = []
         self._early: list[tuple[bytes | None, bytes, OnFail | None]] = []
         self._drained_at = clock()  # when the ROUTER was last read to the end
         self._recv_idle = True  # waiting for input (or not reading yet): nothing unread
         #: Bytes of the message being handled (a handler's cheap bound on its parts' sizes).
         self.current_size = 0
+        #: The CURVE key that sent the message being handled (``""`` without CURVE).
+        self.peer_key = ""
 
     # ------------------------------------------------------------------ outgoing
 
@@ -127,6 +174,8 @@ class Endpoint:
 
     async def flush(self) -> None:
         """Send the early messages, commit what was handled, then send what it earned."""
+        if self._stalled:
+            self._retry_stalled()
         early, self._early = self._early, []
         await self._send(early)
         self.before_ack()
@@ -137,14 +186,79 @@ class Endpoint:
         for count, (ident, body, on_fail) in enumerate(outbox, 1):
             if ident is None:
                 await self.transport.publish(body)
-            elif not await self.transport.send(ident, body):
-                self.counters["send_failures"] += 1
-                if on_fail is not None:
-                    on_fail()
-                elif self.on_unreachable is not None:
-                    self.on_unreachable(ident)
+            else:
+                self._deliver(ident, body, on_fail)
             if count % YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # a long outbox must not starve the timers
+
+    def _deliver(self, ident: bytes, body: bytes, on_fail: OnFail | None) -> None:
+        stalled = self._stalled.get(ident)
+        if stalled is not None:  # behind what already waits for it, in order
+            stalled.queue.append((body, on_fail))
+            if len(stalled.queue) > MAX_STALLED:
+                self._give_up(ident, stalled)
+            return
+        result = self.transport.send(ident, body)
+        if result is Delivery.SENT:
+            return
+        if result is Delivery.GONE:
+            self._failed(ident, on_fail)
+        elif self.patient(ident):
+            self._stalled[ident] = _Stalled(self.clock(), deque([(body, on_fail)]))
+            self.counters["sends_deferred"] += 1
+        else:
+            self.counters["replies_dropped"] += 1
+            if on_fail is not None:
+                on_fail()
+            if self._drop_log.allow(ident):
+                who = peer_name(ident)[:64]
+                logger.warning("replies to {} dropped: it does not read them", who)
+
+    def _failed(self, ident: bytes, on_fail: OnFail | None) -> None:
+        self.counters["send_failures"] += 1
+        if on_fail is not None:
+            on_fail()
+        elif self.on_unreachable is not None:
+            self.on_unreachable(ident)
+
+    def _retry_stalled(self) -> None:
+        """Send what waits for agents that were not reading; give up on those silent too long."""
+        now = self.clock()
+        for ident, stalled in list(self._stalled.items()):
+            queue = stalled.queue
+            while queue:
+                result = self.transport.send(ident, queue[0][0])
+                if result is Delivery.FULL:
+                    break
+                _, on_fail = queue.popleft()
+                stalled.since = now
+                if result is Delivery.GONE:
+                    self._failed(ident, on_fail)
+            if not queue:
+                del self._stalled[ident]
+            elif now - stalled.since > self.window:
+                self._give_up(ident, stalled)
+
+    def _give_up(self, ident: bytes, stalled: _Stalled) -> None:
+        """An agent took nothing for a liveness window (or too much waits): unreachable."""
+        del self._stalled[ident]
+        self.counters["send_failures"] += len(stalled.queue)
+        logger.warning(
+            "{} took no message for {:.1f}s; {} not sent",
+            peer_name(ident)[:64],
+            self.clock() - stalled.since,
+            len(stalled.queue),
+        )
+        for _, on_fail in stalled.queue:
+            if on_fail is not None:
+                on_fail()
+        if self.on_unreachable is not None:
+            self.on_unreachable(ident)
+
+    def summarise(self) -> None:
+        """Log what the rate limits kept out of the log (at most once a period)."""
+        self._bad_log.summary()
+        self._drop_log.summary()
 
     # ------------------------------------------------------------------ incoming
 
@@ -158,22 +272,26 @@ class Endpoint:
         """Handle whatever is waiting (up to ``RECV_BATCH``), then commit once and reply."""
         while True:
             self._recv_idle = True
-            frames = await self.transport.recv()
+            frames, key = await self.transport.recv()
             self._recv_idle = False
-            self.handle(frames)
+            self.handle(frames, key)
             for _ in range(RECV_BATCH - 1):
                 more = await self.transport.recv_nowait()
                 if more is None:
                     self._drained_at = self.clock()
                     break
-                self.handle(more)
+                self.handle(*more)
             await self.flush()
             await self.room()  # callbacks backed up: stop reading until they catch up
             await asyncio.sleep(0)  # let the timers run between batches
 
-    def handle(self, frames: list[bytes]) -> None:
-        """Decode and dispatch one message; the one place where peer input can fail."""
+    def handle(self, frames: list[bytes], key: str = "") -> None:
+        """Decode and dispatch one message; the one place where peer input can fail.
+
+        ``key``: the CURVE key that sent it (``peer_key`` while it is handled).
+        """
         ident = frames[0]
+        self.peer_key = key
         if len(frames) != 2:
             self.bad(ident, f"expected 1 body frame, got {len(frames) - 1}", b"")
             return
@@ -190,11 +308,14 @@ class Endpoint:
             self.dispatch(ident, msg)
         except Exception:
             self.counters["handler_errors"] += 1
-            logger.exception("handler for {} from {} failed", msg.TYPE, peer_name(ident))
+            if self._bad_log.allow(("handler", msg.TYPE)):  # our bug; one trace per period
+                logger.exception("handler for {} from {} failed", msg.TYPE, peer_name(ident)[:64])
 
     def bad(self, ident: bytes, why: str, body: bytes) -> None:
-        """Count and log a message that was refused."""
+        """Count and log a message that was refused (one line per peer and period)."""
         self.counters["bad_messages"] += 1
+        if not self._bad_log.allow(ident):
+            return
         logger.warning(
             "bad message from {}: {} (first bytes {!r})",
             peer_name(ident)[:64],

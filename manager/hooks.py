@@ -18,6 +18,8 @@ In the order an agent meets them:
 - ``before_ack()``: make the state changes of the handled batch durable; runs
   before any reply of that batch is sent.
 - ``on_close()``: the manager is stopping; the last batch is committed.
+- ``on_revoked(keys)``: these CURVE keys lost a role when the key directories
+  were read again; nothing more is accepted from them.
 """
 
 from __future__ import annotations
@@ -53,4 +55,7 @@ class AdminHooks:
         pass
 
     def on_close(self) -> None:
+        pass
+
+    def on_revoked(self, keys: set[str]) -> None:
         pass

@@ -9,8 +9,11 @@ moment (not a power cut: use ``fsync=True`` for that).
 
 One row a task, addressed by ``seq`` (submission order, chosen by the
 manager): an insert when it is accepted, an update when it is assigned and
-one when it is final.  Finished tasks are served from here; the most recent
-results also from memory (``RecentResults``).
+one when it is final.  ``owner`` is the CURVE key of the client that
+submitted it and ``worker_key`` that of the worker it was assigned to (both
+``''`` without CURVE), so a restarted manager keeps tenants apart and gives
+a task back only to the key it was assigned to.  Finished tasks are served
+from here; the most recent results also from memory (``RecentResults``).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 
-from manager.store import RECENT, LiveRow, RecentResults, final_state
+from manager.store import RECENT, Done, LiveRow, RecentResults, final_state, visible
 from protocol import TaskResult, TaskSpec, TaskState, TaskStatus, build
 from protocol.codec import pack, plain, unpack
 
@@ -32,7 +35,9 @@ CREATE TABLE IF NOT EXISTS tasks (
     attempt  INTEGER NOT NULL DEFAULT 0,
     worker   TEXT NOT NULL DEFAULT '',
     result   BLOB,
-    status   TEXT
+    status   TEXT,
+    owner    TEXT NOT NULL DEFAULT '',
+    worker_key TEXT NOT NULL DEFAULT ''
 );
 DROP INDEX IF EXISTS tasks_state;
 """
@@ -64,8 +69,11 @@ class Journal:
         self._open = False
 
     def _migrate(self) -> None:
-        """Journals written before the ``status`` column: add it and fill it in."""
+        """Journals written before the ``status``, ``owner`` or ``worker_key`` column."""
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(tasks)")}
+        for column in ("owner", "worker_key"):  # every task so far: one tenant, no keys
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE tasks ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
         if "status" in columns:
             return
         self._db.execute("ALTER TABLE tasks ADD COLUMN status TEXT")
@@ -82,31 +90,31 @@ class Journal:
     def next_seq(self) -> int:
         return self._next
 
-    def add(self, tasks: Sequence[tuple[int, TaskSpec]]) -> None:
+    def add(self, tasks: Sequence[tuple[int, TaskSpec]], owner: str = "") -> None:
         if not tasks:
             return
         self._begin().executemany(
-            "INSERT INTO tasks(seq, id, spec, state) VALUES (?, ?, ?, 'queued')",
-            [(seq, spec.id, pack(plain(spec))) for seq, spec in tasks],
+            "INSERT INTO tasks(seq, id, spec, state, owner) VALUES (?, ?, ?, 'queued', ?)",
+            [(seq, spec.id, pack(plain(spec)), owner) for seq, spec in tasks],
         )
         self._next = max(self._next, tasks[-1][0] + 1)
 
-    def assigned(self, rows: Iterable[tuple[int, int, str]]) -> None:
-        """``(seq, attempt, worker_id)`` of tasks now running."""
+    def assigned(self, rows: Iterable[tuple[int, int, str, str]]) -> None:
+        """``(seq, attempt, worker_id, worker_key)`` of tasks now running."""
         self._begin().executemany(
-            "UPDATE tasks SET state='running', attempt=?, worker=? WHERE seq=?",
-            [(attempt, worker, seq) for seq, attempt, worker in rows],
+            "UPDATE tasks SET state='running', attempt=?, worker=?, worker_key=? WHERE seq=?",
+            [(attempt, worker, key, seq) for seq, attempt, worker, key in rows],
         )
 
     def requeued(self, seq: int) -> None:
         self._begin().execute("UPDATE tasks SET state='queued', worker='' WHERE seq=?", (seq,))
 
-    def finished(self, done: Sequence[tuple[int, TaskSpec, TaskResult]]) -> None:
+    def finished(self, done: Sequence[Done]) -> None:
         if not done:
             return
         self._begin().executemany(
             "UPDATE tasks SET state='done', attempt=?, worker=?, status=?, result=? WHERE seq=?",
-            [(r.attempt, r.worker_id, str(r.status), pack(plain(r)), seq) for seq, _, r in done],
+            [(r.attempt, r.worker_id, str(r.status), pack(plain(r)), seq) for seq, _, r, _ in done],
         )
         self.recent.put(done)
 
@@ -126,15 +134,18 @@ class Journal:
     def unfinished(self) -> Iterator[LiveRow]:
         """Every task not yet final, in submission order, as last committed."""
         cur = self._db.execute(
-            "SELECT seq, spec, state, attempt, worker FROM tasks WHERE state != 'done' ORDER BY seq"
+            "SELECT seq, spec, state, attempt, worker, owner, worker_key FROM tasks "
+            "WHERE state != 'done' ORDER BY seq"
         )
-        for seq, spec, state, attempt, worker in cur:
+        for seq, spec, state, attempt, worker, owner, worker_key in cur:
             yield LiveRow(
                 seq=seq,
                 spec=build(TaskSpec, unpack(spec)),
                 state=TaskStatus(state),
                 attempt=attempt,
                 worker=worker,
+                owner=owner,
+                worker_key=worker_key,
             )
 
     def tally(self) -> dict[str, int]:
@@ -146,34 +157,44 @@ class Journal:
             counts[str(status)] += count
         return dict(counts)
 
-    def final(self, ids: Sequence[str]) -> dict[str, TaskState]:
-        """The final states of those of ``ids`` that are done."""
-        out: dict[str, TaskState] = {}
+    def owners(self) -> dict[str, int]:
+        """Tasks per owner (``''``: submitted without CURVE), as committed."""
+        cur = self._db.execute("SELECT owner, count(*) FROM tasks GROUP BY owner")
+        return {str(owner): int(count) for owner, count in cur}
+
+    def final_owned(self, ids: Sequence[str]) -> dict[str, tuple[TaskState, str]]:
+        """The final states of those of ``ids`` that are done, with their owners."""
+        out: dict[str, tuple[TaskState, str]] = {}
         missing = []
         for task_id in ids:
-            state = self.recent.get(task_id)
-            if state is not None:
-                out[task_id] = state
+            hit = self.recent.get(task_id)
+            if hit is not None:
+                out[task_id] = hit
             else:
                 missing.append(task_id)
         for start in range(0, len(missing), CHUNK):
             chunk = missing[start : start + CHUNK]
             marks = ",".join("?" * len(chunk))
             cur = self._db.execute(
-                f"SELECT spec, result FROM tasks WHERE state = 'done' AND id IN ({marks})",
+                f"SELECT spec, result, owner FROM tasks WHERE state = 'done' AND id IN ({marks})",
                 chunk,
             )
-            for spec, result in cur:
+            for spec, result, owner in cur:
                 state = _state(spec, result)
-                out[state.id] = state
+                out[state.id] = (state, owner)
         return out
 
-    def page(self, after: int, limit: int) -> list[tuple[int, TaskState]]:
-        """Done tasks after ``seq`` ``after``, in submission order."""
+    def final(self, ids: Sequence[str], owner: str | None = None) -> dict[str, TaskState]:
+        """The final states of those of ``ids`` that are done (and ``owner``'s, if given)."""
+        return visible(self.final_owned(ids), owner)
+
+    def page(self, after: int, limit: int, owner: str | None = None) -> list[tuple[int, TaskState]]:
+        """Done tasks after ``seq`` ``after`` (``owner``'s only, if given), in submission order."""
+        mine = "" if owner is None else "AND owner = ? "
         cur = self._db.execute(
-            "SELECT seq, spec, result FROM tasks WHERE seq > ? AND state = 'done' "
+            f"SELECT seq, spec, result FROM tasks WHERE seq > ? AND state = 'done' {mine}"
             "ORDER BY seq LIMIT ?",
-            (after, limit),
+            (after, limit) if owner is None else (after, owner, limit),
         )
         return [(seq, _state(spec, result)) for seq, spec, result in cur]
 

@@ -4,6 +4,10 @@ Live tasks come from the book, finished ones from the store (its recent
 results are in memory).  Every answer is posted, so it leaves after the
 batch's commit: a client never sees a result that could still vanish.  What
 ``status`` reports is kept as tasks move, so it costs the same at any size.
+
+With CURVE a client key sees its own tasks only: another client's task reads
+as ``unknown``, as if it did not exist, and pages list only its own
+(``Admin.viewer``); operator keys, and everyone without CURVE, see all.
 """
 
 from __future__ import annotations
@@ -44,14 +48,15 @@ class Queries:
     def on_tasks(self, ident: bytes, msg: TasksRequest) -> None:
         service = self.service
         service.watchers.heard(ident)
+        viewer = service.admin.viewer()
         if msg.ids:
-            rows = [(0, state) for state in self.states(msg.ids[:MAX_TASKS_REPLY])]
+            rows = [(0, state) for state in self.states(msg.ids[:MAX_TASKS_REPLY], viewer)]
             full = False
         else:
-            rows = self.page(min(max(0, msg.after), MAX_CURSOR), MAX_TASKS_REPLY)
+            rows = self.page(min(max(0, msg.after), MAX_CURSOR), MAX_TASKS_REPLY, viewer)
             full = len(rows) == MAX_TASKS_REPLY
         states = [state for _, state in rows]
-        total = len(service.book) + self.done_count()
+        total = self.total(viewer)
         try:  # as many as fit in one message; the client asks again for the rest
             chunk = next(
                 encode_chunks(
@@ -70,20 +75,30 @@ class Queries:
         reply = TasksReply(req=msg.req, tasks=states[:carried], total=total, next=cursor)
         service.admin.post(ident, reply)
 
-    def states(self, ids: list[str]) -> list[TaskState]:
-        """The states of ``ids``, in that order; ``unknown`` for ids never accepted."""
-        book = self.service.book
-        live = {i: t.view() for i in ids if (t := book.get(i)) is not None}
-        final = self.service.store.final([i for i in ids if i not in live])
+    def states(self, ids: list[str], viewer: str | None = None) -> list[TaskState]:
+        """The states of ``ids``, in that order; ``unknown`` for ids never accepted
+        (and for those ``viewer`` may not see)."""
+        book, seen = self.service.book, self.service.visible
+        live = {i: t.view() for i in ids if (t := book.get(i)) is not None and seen(t, viewer)}
+        final = self.service.store.final([i for i in ids if i not in live], viewer)
         unknown = TaskStatus.UNKNOWN
         return [
             live.get(i) or final.get(i) or TaskState(id=i, state=unknown, attempt=0) for i in ids
         ]
 
-    def page(self, after: int, limit: int) -> list[tuple[int, TaskState]]:
+    def total(self, viewer: str | None) -> int:
+        """Tasks the manager knows (``viewer``'s, if given)."""
+        if viewer is None:
+            return len(self.service.book) + self.done_count()
+        return self.service.owned[viewer]
+
+    def page(
+        self, after: int, limit: int, viewer: str | None = None
+    ) -> list[tuple[int, TaskState]]:
         """Tasks after cursor ``after`` in submission order: live and finished, merged."""
-        live = [(t.seq, t.view()) for t in islice(_after(self.service.book, after), limit)]
-        done = self.service.store.page(after, limit)
+        mine = _after(self.service.book, after, viewer)
+        live = [(t.seq, t.view()) for t in islice(mine, limit)]
+        done = self.service.store.page(after, limit, viewer)
         return sorted([*live, *done], key=lambda row: row[0])[:limit]
 
     def done_count(self) -> int:
@@ -93,11 +108,11 @@ class Queries:
     def on_watch(self, ident: bytes, msg: Watch) -> None:
         """Watch the live ones of ``ids``; answer with those already final and the unknown."""
         service = self.service
-        ids = msg.ids
-        live = [i for i in ids if service.book.get(i) is not None]
-        service.watchers.watch(ident, live)
+        ids, viewer, book = msg.ids, service.admin.viewer(), service.book
+        live = [i for i in ids if (t := book.get(i)) is not None and service.visible(t, viewer)]
+        service.watchers.watch(ident, live, service.admin.endpoint.peer_key)
         known = set(live)
-        final = service.store.final([i for i in ids if i not in known])
+        final = service.store.final([i for i in ids if i not in known], viewer)
         unknown = [i for i in ids if i not in known and i not in final][:MAX_TASKS_REPLY]
         done = list(final.values())
 
@@ -151,6 +166,6 @@ class Queries:
         )
 
 
-def _after(book: TaskBook, after: int) -> Iterator[Live]:
-    """Live tasks with ``seq`` above ``after``, in submission order."""
-    return (task for task in book if task.seq > after)
+def _after(book: TaskBook, after: int, viewer: str | None) -> Iterator[Live]:
+    """Live tasks with ``seq`` above ``after`` (``viewer``'s only, if given), in order."""
+    return (t for t in book if t.seq > after and (viewer is None or t.owner == viewer))

@@ -21,7 +21,8 @@ class Orphans:
     """Running tasks read from the journal whose worker has not come back yet."""
 
     def __init__(self) -> None:
-        self._waiting: dict[str, tuple[str, int]] = {}  # task id -> (worker id, attempt)
+        #: task id -> (worker id, attempt, worker key)
+        self._waiting: dict[str, tuple[str, int, str]] = {}
         self.deadline = 0.0
 
     def __len__(self) -> int:
@@ -31,13 +32,15 @@ class Orphans:
         """Fill ``book`` from ``store``; orphans wait ``patience`` seconds for their worker."""
         counts: Counter[str] = Counter()
         for row in store.unfinished():
-            task = Live(spec=row.spec, seq=row.seq, state=row.state, attempt=row.attempt)
+            task = Live(
+                spec=row.spec, seq=row.seq, state=row.state, attempt=row.attempt, owner=row.owner
+            )
             if row.state == TaskStatus.RUNNING:
                 task.worker_id = row.worker
                 task.tried = {row.worker}
                 if row.spec.timeout:  # the backstop restarts with the manager
                     task.deadline = now + row.spec.timeout + book.deadline_grace
-                self._waiting[row.spec.id] = (row.worker, row.attempt)
+                self._waiting[row.spec.id] = (row.worker, row.attempt, row.worker_key)
             book.restore(task)
             counts[row.state] += 1
         if counts:
@@ -49,11 +52,19 @@ class Orphans:
                 counts[TaskStatus.RUNNING],
             )
 
-    def claim(self, worker_id: str, holding: list[ResultKey]) -> list[tuple[str, int]]:
-        """The orphans ``worker_id`` says it still holds: adopted back, no longer waiting."""
+    def claim(
+        self, worker_id: str, holding: list[ResultKey], worker_key: str = ""
+    ) -> list[tuple[str, int]]:
+        """The orphans ``worker_id`` says it still holds: adopted back, no longer waiting.
+
+        With CURVE only the key the task was assigned to gets it back.
+        """
         adopted = []
         for key in holding:
-            if self._waiting.get(key.task_id) == (worker_id, key.attempt):
+            waiting = self._waiting.get(key.task_id)
+            if waiting is not None and waiting[2] not in ("", worker_key):
+                continue
+            if waiting is not None and waiting[:2] == (worker_id, key.attempt):
                 del self._waiting[key.task_id]
                 adopted.append((key.task_id, key.attempt))
         return adopted
@@ -65,6 +76,6 @@ class Orphans:
         """``(task id, worker id)`` of every orphan once the deadline passed (then none wait)."""
         if not self._waiting or now <= self.deadline:
             return []
-        out = [(task_id, worker) for task_id, (worker, _) in self._waiting.items()]
+        out = [(task_id, worker) for task_id, (worker, _, _) in self._waiting.items()]
         self._waiting.clear()
         return out

@@ -22,6 +22,10 @@ class AgentRecord:
     running: dict[str, int] = field(default_factory=dict)  # task id -> attempt
     completed: int = 0
     drain_requested: bool = False  # said ``drain`` while pending: draining once ready
+    #: The ROUTER identity of the connection it registered on (what is sent to).
+    route: bytes = b""
+    #: The CURVE key it registered with (``""`` without CURVE): its id is bound to it.
+    key: str = ""
 
     @property
     def detail(self) -> AgentDetail:
@@ -59,6 +63,7 @@ class Registry:
         self._clock = clock
         self.window = interval * liveness
         self._agents: dict[str, AgentRecord] = {}
+        self._routes: dict[bytes, AgentRecord] = {}
 
     def __len__(self) -> int:
         return len(self._agents)
@@ -72,6 +77,10 @@ class Registry:
     def get(self, agent_id: str) -> AgentRecord | None:
         return self._agents.get(agent_id)
 
+    def by_route(self, route: bytes) -> AgentRecord | None:
+        """The agent registered on the connection with ROUTER identity ``route``."""
+        return self._routes.get(route)
+
     def add(
         self,
         agent_id: str,
@@ -81,10 +90,15 @@ class Registry:
         skill: int = 0,
         capacity: int = 0,
         kinds: frozenset[str] = frozenset(),
+        route: bytes | None = None,
+        key: str = "",
     ) -> tuple[AgentRecord, AgentRecord | None]:
-        """Register (or re-register) an agent as pending; returns it and any record it replaced."""
+        """Register (or re-register) an agent as pending; returns it and any record it replaced.
+
+        ``route``: the connection's ROUTER identity (default: the agent id).
+        """
         now = self._clock()
-        old = self._agents.pop(agent_id, None)
+        old = self.remove(agent_id)
         rec = AgentRecord(
             id=agent_id,
             name=name,
@@ -95,8 +109,11 @@ class Registry:
             state=AgentState.PENDING,
             last_seen=now,
             registered=now,
+            route=agent_id.encode() if route is None else route,
+            key=key,
         )
         self._agents[agent_id] = rec
+        self._routes[rec.route] = rec
         return rec, old
 
     def touch(self, agent_id: str) -> AgentRecord | None:
@@ -112,7 +129,10 @@ class Registry:
         return rec
 
     def remove(self, agent_id: str) -> AgentRecord | None:
-        return self._agents.pop(agent_id, None)
+        rec = self._agents.pop(agent_id, None)
+        if rec is not None and self._routes.get(rec.route) is rec:
+            del self._routes[rec.route]
+        return rec
 
     def expired(self, heard_until: float | None = None) -> list[AgentRecord]:
         """Agents silent for longer than the liveness window (not removed).

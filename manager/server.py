@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -40,6 +41,8 @@ async def serve(cfg: ManagerConfig, shutdown_trigger: asyncio.Event | None = Non
     admin, service = build(cfg)
     admin.open()
     install_signal_handlers(admin.request_stop)
+    if admin.keyring is not None:  # SIGHUP: read the key directories again
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, admin.reload_keys)
     trigger = relay(shutdown_trigger, admin.stopping)
     if cfg.ready_file:
         write_ready_file(

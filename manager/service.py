@@ -6,13 +6,20 @@ they go.  Decisions come from the pure ``TaskBook``, ``place`` and policy
 functions; finished tasks leave memory for the ``Store``, which is committed
 in ``before_ack``, before any reply of the batch is sent.  Queries (``tasks``,
 ``watch``, ``status``) are answered by ``manager.queries``.
+
+With CURVE every task belongs to the client key that submitted it: another
+client key can neither read, watch nor re-submit it (``Admin.viewer``);
+operator keys see all.  A result counts only from the registered worker
+that holds the attempt, under that worker's registered name and id.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from loguru import logger
@@ -39,6 +46,7 @@ from protocol import (
     Submit,
     SubmitReply,
     TaskResult,
+    TaskSpec,
     TasksRequest,
     TaskState,
     TaskStatus,
@@ -46,9 +54,12 @@ from protocol import (
 )
 from protocol.codec import encoded_size
 from protocol.compiled import encoder
+from runtime.throttle import Throttle
 
 #: A kind whose tasks recently took less than this (seconds) is prefetched.
 SHORT_TASK = 0.1
+#: Longest task duration a worker's times are believed for (seconds).
+LONGEST_TASK = 30 * 86_400.0
 
 
 class TaskService(AdminHooks):
@@ -65,10 +76,12 @@ class TaskService(AdminHooks):
         self.queries = Queries(self)
         self.durations: dict[str, float] = {}  # kind -> recent seconds per task (EWMA)
         self.done_before: Counter[str] = Counter(store.tally())  # final results at start
+        self.owned: Counter[str] = Counter(store.owners())  # tasks per owner key
         # Workers notice a new manager instance within a liveness window and re-register.
         self.orphans.resume(store, self.book, admin.clock(), 2 * cfg.window + 1.0)
         self._gate_open = cfg.expect_workers <= 0
         self._pushes: dict[bytes, list[dict[str, Any]]] = {}
+        self._ignored = Throttle("ignored results")
 
     def message_handlers(self) -> Mapping[type[Message], Handler]:
         return {
@@ -90,8 +103,17 @@ class TaskService(AdminHooks):
 
     def _on_submit(self, ident: bytes, msg: Submit) -> None:
         self.watchers.heard(ident)
+        owner, viewer = self.admin.endpoint.peer_key, self.admin.viewer()
         fresh = [s for s in msg.tasks if self.book.get(s.id) is None]
-        done = self.store.final([s.id for s in fresh]) if fresh else {}
+        owned = self.store.final_owned([s.id for s in fresh]) if fresh else {}
+        if viewer is not None:
+            taken = self._taken(msg.tasks, owned, viewer)
+            if taken is not None:
+                self.admin.counters["submits_refused"] += 1
+                why = f"task id {taken[:64]!r} belongs to another client; choose another id"
+                self.admin.post(ident, Error(code="id_taken", message=why, req=msg.req))
+                return
+        done = {i: state for i, (state, _) in owned.items()}
         queued = self.book.queued
         new_count = len(fresh) - len(done)
         if new_count and queued + new_count > self.config.max_queued:
@@ -123,28 +145,47 @@ class TaskService(AdminHooks):
             if live is not None:  # known, or twice in this message
                 known.append(_without_result(live.view()))
             else:
-                live = self.book.submit(spec, seq)
+                live = self.book.submit(spec, seq, owner)
                 new.append((seq, spec))
                 seq += 1
             watched.append(spec.id)
-        self.store.add(new)
+        self.store.add(new, owner)
+        self.owned[owner] += len(new)
         if msg.watch:
-            self.watchers.watch(ident, watched)
+            self.watchers.watch(ident, watched, owner)
         accepted = [spec.id for _, spec in new]
         self.admin.post(ident, SubmitReply(req=msg.req, accepted=accepted, known=known))
         if new:
             logger.debug("accepted {} task(s), {} already known", len(new), len(known))
             self.schedule()
 
+    def _taken(
+        self, specs: Sequence[TaskSpec], owned: Mapping[str, tuple[TaskState, str]], viewer: str
+    ) -> str | None:
+        """The first of these task ids that another client owns, if any."""
+        for spec in specs:
+            live = self.book.get(spec.id)
+            owner = live.owner if live is not None else owned.get(spec.id, (None, viewer))[1]
+            if owner != viewer:
+                return spec.id
+        return None
+
+    def visible(self, task: Live, viewer: str | None) -> bool:
+        """May ``viewer`` (a client key; ``None``: everyone) see ``task``?"""
+        return viewer is None or task.owner == viewer
+
     # ------------------------------------------------------------------ workers
 
     def _on_results(self, ident: bytes, msg: Results) -> None:
-        rec = self.admin.registry.get(ident.decode("utf-8", "backslashreplace"))
+        rec = self.admin.member(ident)
         if rec is None:
             self.admin.unknown(ident)
             return
         done: list[tuple[int, Live, TaskResult]] = []
         for result in msg.results:
+            if result.worker_id != rec.id or result.worker != rec.name:
+                # Recorded under the registered worker, never what the message claims.
+                result = dataclasses.replace(result, worker=rec.name, worker_id=rec.id)
             outcome, task = self.book.record(result, rec.id)
             if rec.running.get(result.task_id) == result.attempt:
                 del rec.running[result.task_id]
@@ -157,13 +198,14 @@ class TaskService(AdminHooks):
                 outcome = Outcome.DUPLICATE
                 self.book.duplicates += 1
             self.admin.counters[f"results_{outcome.value}"] += 1
-            logger.info(
-                "{} result for task {} attempt {} from {} ignored",
-                outcome.value,
-                result.task_id,
-                result.attempt,
-                rec.name,
-            )
+            if self._ignored.allow(rec.id):
+                logger.info(
+                    "{} result for task {} attempt {} from {} ignored",
+                    outcome.value,
+                    result.task_id[:64],
+                    result.attempt,
+                    rec.name,
+                )
         self._record(done)
         for data in wire.result_ack(msg.results, self.config.max_message_bytes):
             self.admin.post(ident, data)
@@ -171,8 +213,8 @@ class TaskService(AdminHooks):
 
     def _timed(self, kind: str, result: TaskResult) -> None:
         """Keep the recent seconds per task of ``kind`` (it decides prefetching)."""
-        if result.started and result.finished >= result.started:
-            took = result.finished - result.started
+        took = result.finished - result.started
+        if result.started and math.isfinite(took) and 0 <= took <= LONGEST_TASK:
             before = self.durations.get(kind)
             self.durations[kind] = took if before is None else before + 0.1 * (took - before)
 
@@ -180,7 +222,7 @@ class TaskService(AdminHooks):
         """Final results: to the store, and to the clients watching them."""
         if not done:
             return
-        self.store.finished([(seq, task.spec, result) for seq, task, result in done])
+        self.store.finished([(seq, task.spec, result, task.owner) for seq, task, result in done])
         for _, task, result in done:
             logger.debug(
                 "task {} {} on {} (attempt {})",
@@ -208,14 +250,16 @@ class TaskService(AdminHooks):
                 if (task_id, attempt) in holding:
                     rec.running[task_id] = attempt
                     del old.running[task_id]
-        for task_id, attempt in self.orphans.claim(rec.id, msg.holding):
+        for task_id, attempt in self.orphans.claim(rec.id, msg.holding, rec.key):
             rec.running[task_id] = attempt
             logger.info("{} still holds task {} (attempt {})", rec.name, task_id, attempt)
+        if self.admin.clock() > self.orphans.deadline:
+            return  # only a restarted manager can have forgotten an assignment
         for key in msg.holding:  # assigned just before a crash, the assignment not committed
             task = self.book.get(key.task_id)
             if task is not None and task.state == TaskStatus.QUEUED and key.attempt > task.attempt:
                 self.book.adopt(task, rec.id, key.attempt)
-                self.store.assigned([(task.seq, key.attempt, rec.id)])
+                self.store.assigned([(task.seq, key.attempt, rec.id, rec.key)])
                 rec.running[key.task_id] = key.attempt
                 logger.info("{} holds task {} (attempt {})", rec.name, key.task_id, key.attempt)
 
@@ -273,6 +317,10 @@ class TaskService(AdminHooks):
     def on_close(self) -> None:
         self.store.close()
 
+    def on_revoked(self, keys: set[str]) -> None:
+        """Clients whose keys were removed get no more pushes."""
+        self.watchers.drop_keys(keys)
+
     # ------------------------------------------------------------------ placement
 
     def _task_workers(self) -> list[AgentRecord]:
@@ -312,12 +360,14 @@ class TaskService(AdminHooks):
         )
         epoch, limit = self.admin.epoch, self.config.max_message_bytes
         for wid, tasks in placed.items():
-            self.store.assigned((task.seq, task.attempt, wid) for task in tasks)
+            rec = self.admin.registry.get(wid)
+            assert rec is not None  # placement only picks registered workers
+            self.store.assigned((task.seq, task.attempt, wid, rec.key) for task in tasks)
             jobs = [(task.spec, task.attempt) for task in tasks]
             for data in wire.assign(epoch, jobs, limit):
                 # Not held for the commit: a worker that holds an uncommitted assignment
                 # says so when it registers again, and the restarted manager adopts it.
-                self.admin.endpoint.post(wid.encode(), data, early=True)
+                self.admin.endpoint.post(rec.route, data, early=True)
 
 
 _task_state = encoder(TaskState)

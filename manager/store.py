@@ -14,6 +14,10 @@ Only live tasks (queued or running) are kept in the manager's memory (the
 
 Both keep the most recent results in memory (``RecentResults``), so waiting
 clients and ``tasks`` queries for fresh results never reach SQLite.
+
+Every task has an ``owner``: the CURVE key of the client that submitted it
+(``""`` without CURVE).  Reads take an ``owner`` to see only that owner's
+tasks, or ``None`` to see all.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ class LiveRow:
     state: TaskStatus
     attempt: int
     worker: str
+    owner: str = ""
+    worker_key: str = ""  # the CURVE key of the worker it runs on
 
 
 def final_state(spec: TaskSpec, result: TaskResult) -> TaskState:
@@ -52,6 +58,10 @@ def final_state(spec: TaskSpec, result: TaskResult) -> TaskState:
     )
 
 
+#: A final result as stored: ``(seq, spec, result, owner)``.
+Done = tuple[int, TaskSpec, TaskResult, str]
+
+
 class Store(Protocol):
     """What the task service needs of a store (see the module docstring)."""
 
@@ -61,13 +71,15 @@ class Store(Protocol):
 
     def next_seq(self) -> int: ...
 
-    def add(self, tasks: Sequence[tuple[int, TaskSpec]]) -> None: ...
+    def add(self, tasks: Sequence[tuple[int, TaskSpec]], owner: str = "") -> None: ...
 
-    def assigned(self, rows: Iterable[tuple[int, int, str]]) -> None: ...
+    def assigned(self, rows: Iterable[tuple[int, int, str, str]]) -> None:
+        """``(seq, attempt, worker id, worker key)`` of tasks now running."""
+        ...
 
     def requeued(self, seq: int) -> None: ...
 
-    def finished(self, done: Sequence[tuple[int, TaskSpec, TaskResult]]) -> None: ...
+    def finished(self, done: Sequence[Done]) -> None: ...
 
     def commit(self) -> None: ...
 
@@ -77,9 +89,24 @@ class Store(Protocol):
 
     def tally(self) -> dict[str, int]: ...
 
-    def final(self, ids: Sequence[str]) -> dict[str, TaskState]: ...
+    def owners(self) -> dict[str, int]:
+        """Tasks per owner, as committed."""
+        ...
 
-    def page(self, after: int, limit: int) -> list[tuple[int, TaskState]]: ...
+    def final_owned(self, ids: Sequence[str]) -> dict[str, tuple[TaskState, str]]:
+        """The final states of those of ``ids`` that are done, with their owners."""
+        ...
+
+    def final(self, ids: Sequence[str], owner: str | None = None) -> dict[str, TaskState]: ...
+
+    def page(
+        self, after: int, limit: int, owner: str | None = None
+    ) -> list[tuple[int, TaskState]]: ...
+
+
+def visible(owned: dict[str, tuple[TaskState, str]], owner: str | None) -> dict[str, TaskState]:
+    """The states ``owner`` may see (``None``: all)."""
+    return {i: state for i, (state, who) in owned.items() if owner is None or who == owner}
 
 
 class RecentResults:
@@ -87,24 +114,29 @@ class RecentResults:
 
     def __init__(self, keep: int = RECENT) -> None:
         self.keep = keep
-        self._done: OrderedDict[str, tuple[int, TaskSpec, TaskResult]] = OrderedDict()
+        self._done: OrderedDict[str, Done] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._done)
 
-    def put(self, done: Sequence[tuple[int, TaskSpec, TaskResult]]) -> None:
+    def put(self, done: Sequence[Done]) -> None:
         table = self._done
         for entry in done:
             table[entry[1].id] = entry
         while len(table) > self.keep:
             table.popitem(last=False)
 
-    def get(self, task_id: str) -> TaskState | None:
+    def get(self, task_id: str) -> tuple[TaskState, str] | None:
+        """The final state of ``task_id`` and its owner, if it is among the recent."""
         hit = self._done.get(task_id)
-        return final_state(hit[1], hit[2]) if hit is not None else None
+        return (final_state(hit[1], hit[2]), hit[3]) if hit is not None else None
 
-    def items(self) -> Iterator[tuple[int, TaskState]]:
-        return ((seq, final_state(spec, result)) for seq, spec, result in self._done.values())
+    def items(self, owner: str | None = None) -> Iterator[tuple[int, TaskState]]:
+        return (
+            (seq, final_state(spec, result))
+            for seq, spec, result, who in self._done.values()
+            if owner is None or who == owner
+        )
 
 
 class MemoryStore:
@@ -121,17 +153,17 @@ class MemoryStore:
     def next_seq(self) -> int:
         return self._next
 
-    def add(self, tasks: Sequence[tuple[int, TaskSpec]]) -> None:
+    def add(self, tasks: Sequence[tuple[int, TaskSpec]], owner: str = "") -> None:
         if tasks:
             self._next = max(self._next, tasks[-1][0] + 1)
 
-    def assigned(self, rows: Iterable[tuple[int, int, str]]) -> None:
+    def assigned(self, rows: Iterable[tuple[int, int, str, str]]) -> None:
         pass
 
     def requeued(self, seq: int) -> None:
         pass
 
-    def finished(self, done: Sequence[tuple[int, TaskSpec, TaskResult]]) -> None:
+    def finished(self, done: Sequence[Done]) -> None:
         self.recent.put(done)
 
     def commit(self) -> None:
@@ -146,17 +178,23 @@ class MemoryStore:
     def tally(self) -> dict[str, int]:
         return {}
 
-    def final(self, ids: Sequence[str]) -> dict[str, TaskState]:
+    def owners(self) -> dict[str, int]:
+        return {}
+
+    def final_owned(self, ids: Sequence[str]) -> dict[str, tuple[TaskState, str]]:
         out = {}
         for task_id in ids:
-            state = self.recent.get(task_id)
-            if state is not None:
-                out[task_id] = state
+            hit = self.recent.get(task_id)
+            if hit is not None:
+                out[task_id] = hit
         return out
 
-    def page(self, after: int, limit: int) -> list[tuple[int, TaskState]]:
+    def final(self, ids: Sequence[str], owner: str | None = None) -> dict[str, TaskState]:
+        return visible(self.final_owned(ids), owner)
+
+    def page(self, after: int, limit: int, owner: str | None = None) -> list[tuple[int, TaskState]]:
         rows = sorted(
-            ((seq, state) for seq, state in self.recent.items() if seq > after),
+            ((seq, state) for seq, state in self.recent.items(owner) if seq > after),
             key=lambda row: row[0],
         )
         return rows[:limit]

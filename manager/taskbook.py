@@ -39,6 +39,7 @@ class Live:
     worker_id: str = ""
     deadline: float | None = None
     tried: set[str] | None = None  # workers that lost this task
+    owner: str = ""  # the CURVE key of the client that submitted it ("" without CURVE)
 
     def view(self) -> TaskState:
         return TaskState(
@@ -76,9 +77,9 @@ class TaskBook:
 
     # ------------------------------------------------------------------ entering
 
-    def submit(self, spec: TaskSpec, seq: int) -> Live:
+    def submit(self, spec: TaskSpec, seq: int, owner: str = "") -> Live:
         """Queue a new task (the caller made sure its id is not known)."""
-        task = Live(spec=spec, seq=seq)
+        task = Live(spec=spec, seq=seq, owner=owner)
         self._live[spec.id] = task
         self._enqueue(task)
         return task

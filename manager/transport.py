@@ -3,28 +3,45 @@
 The one module of the manager process that touches ZeroMQ.  ``Endpoint``
 drives it through four calls (receive, send to one peer, publish, close), so
 tests can put an in-memory transport in its place.
+
+No ``ROUTER_HANDOVER``: a connection presenting an identity that is already
+connected is ignored by ZeroMQ, so nobody can take over a live peer's route.
+Peers therefore use a new identity for every connection (the Python worker:
+``<agent id>@<random hex>``).  With CURVE (``curve``) both sockets are CURVE
+servers and every received message carries the key that sent it.
 """
 
 from __future__ import annotations
+
+import asyncio
+from typing import Any, cast
 
 import zmq
 import zmq.asyncio
 from loguru import logger
 
-from runtime.sockets import bind, configure, send_frames
+from manager.auth import PUB_DOMAIN, ROUTER_DOMAIN, CurveServer
+from manager.endpoint import Delivery, Received
+from runtime.sockets import bind, configure
 
 
 class ZmqRouter:
-    """ROUTER + PUB, bound on ``open()``; sends never block longer than ``send_timeout``."""
+    """ROUTER + PUB, bound on ``open()``; sends never wait."""
 
     def __init__(
-        self, *, host: str, port: int, pub_port: int, max_bytes: int, send_timeout: float
+        self,
+        *,
+        host: str,
+        port: int,
+        pub_port: int,
+        max_bytes: int,
+        curve: CurveServer | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.pub_port = pub_port
         self.max_bytes = max_bytes
-        self.send_timeout = send_timeout
+        self.curve = curve
         self.endpoint = ""
         self.pub_endpoint = ""
         self._ctx: zmq.asyncio.Context | None = None
@@ -37,11 +54,15 @@ class ZmqRouter:
         self._router = self._ctx.socket(zmq.ROUTER)
         configure(self._router, self.max_bytes)
         self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        self._router.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        self._router.setsockopt(zmq.ROUTER_HANDOVER, 0)  # a live route is never taken over
         self._pub = self._ctx.socket(zmq.PUB)
         configure(self._pub, self.max_bytes)
         self._pub.setsockopt(zmq.SNDHWM, 100_000)
         try:
+            if self.curve is not None:
+                self.curve.start(self._ctx)  # the ZAP handler first: then the sockets
+                self.curve.serve(self._router, ROUTER_DOMAIN)
+                self.curve.serve(self._pub, PUB_DOMAIN)
             self.endpoint = bind(self._router, self.host, self.port)
             self.pub_endpoint = bind(self._pub, self.host, self.pub_port)
         except (zmq.ZMQError, ValueError):
@@ -52,34 +73,45 @@ class ZmqRouter:
     def is_open(self) -> bool:
         return self._router is not None
 
-    async def recv(self) -> list[bytes]:
+    async def recv(self) -> Received:
         assert self._router is not None
-        return await self._router.recv_multipart()
+        if self.curve is None:
+            return await self._router.recv_multipart(), ""
+        return _with_key(await self._router.recv_multipart(copy=False))
 
-    async def recv_nowait(self) -> list[bytes] | None:
+    async def recv_nowait(self) -> Received | None:
         """The next waiting message, or ``None`` when nothing is waiting."""
         assert self._router is not None
         try:
-            return await self._router.recv_multipart(flags=zmq.NOBLOCK)
+            if self.curve is None:
+                return await self._router.recv_multipart(flags=zmq.NOBLOCK), ""
+            return _with_key(await self._router.recv_multipart(flags=zmq.NOBLOCK, copy=False))
         except zmq.Again:
             return None
 
-    async def send(self, ident: bytes, body: bytes) -> bool:
-        """``False`` when ZeroMQ cannot route to ``ident`` or it takes nothing in time."""
+    def send(self, ident: bytes, body: bytes) -> Delivery:
+        """Send now if the peer's queue has room; never wait."""
         if self._router is None:
-            return False
-        try:
-            await send_frames(self._router, [ident, body], self.send_timeout)
-        except (zmq.ZMQError, TimeoutError) as exc:
-            logger.debug("cannot send to {}: {!r}", ident[:64], exc)
-            return False
-        return True
+            return Delivery.GONE
+        fut = cast("asyncio.Future[Any]", self._router.send_multipart([ident, body], zmq.NOBLOCK))
+        if not fut.done():  # queued behind an earlier send by pyzmq: it goes out in order
+            fut.add_done_callback(_retrieve)
+            return Delivery.SENT
+        exc = fut.exception()
+        if exc is None:
+            return Delivery.SENT
+        if isinstance(exc, zmq.Again):
+            return Delivery.FULL
+        logger.debug("cannot send to {}: {!r}", ident[:64], exc)
+        return Delivery.GONE
 
     async def publish(self, body: bytes) -> None:
         if self._pub is not None:
             await self._pub.send(body)
 
     def close(self) -> None:
+        if self.curve is not None:
+            self.curve.stop()
         if self._router is not None:
             self._router.close(linger=200)  # let the goodbyes go out
         if self._pub is not None:
@@ -87,3 +119,14 @@ class ZmqRouter:
         if self._ctx is not None:
             self._ctx.term()
         self._router = self._pub = self._ctx = None
+
+
+def _with_key(frames: list[zmq.Frame]) -> Received:
+    """Frames as bytes, and the CURVE key ZAP gave their connection (ZeroMQ's ``User-Id``)."""
+    key = frames[-1].get("User-Id")
+    return [f.bytes for f in frames], key if isinstance(key, str) else ""
+
+
+def _retrieve(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()

@@ -23,6 +23,7 @@ class Watchers:
         self._by_task: dict[str, set[bytes]] = {}
         self._by_client: dict[bytes, set[str]] = {}
         self._heard: dict[bytes, float] = {}
+        self._keys: dict[bytes, str] = {}  # client -> its CURVE key (when it has one)
 
     def __len__(self) -> int:
         return len(self._by_task)
@@ -35,9 +36,11 @@ class Watchers:
         if client in self._by_client:
             self._heard[client] = self._clock()
 
-    def watch(self, client: bytes, task_ids: Iterable[str]) -> None:
+    def watch(self, client: bytes, task_ids: Iterable[str], key: str = "") -> None:
         mine = self._by_client.setdefault(client, set())
         self._heard[client] = self._clock()
+        if key:
+            self._keys[client] = key
         for task_id in task_ids:
             mine.add(task_id)
             self._by_task.setdefault(task_id, set()).add(client)
@@ -58,11 +61,23 @@ class Watchers:
         limit = self._clock() - self.ttl
         gone = [c for c, seen in self._heard.items() if seen < limit]
         for client in gone:
-            del self._heard[client]
-            for task_id in self._by_client.pop(client, ()):
-                clients = self._by_task.get(task_id)
-                if clients is not None:
-                    clients.discard(client)
-                    if not clients:
-                        del self._by_task[task_id]
+            self.drop(client)
         return len(gone)
+
+    def drop_keys(self, keys: set[str]) -> int:
+        """Drop the watches of the clients with these keys (revoked); returns how many clients."""
+        gone = [client for client, key in self._keys.items() if key in keys]
+        for client in gone:
+            self.drop(client)
+        return len(gone)
+
+    def drop(self, client: bytes) -> None:
+        """Forget ``client`` and its watches."""
+        self._heard.pop(client, None)
+        self._keys.pop(client, None)
+        for task_id in self._by_client.pop(client, ()):
+            clients = self._by_task.get(task_id)
+            if clients is not None:
+                clients.discard(client)
+                if not clients:
+                    del self._by_task[task_id]

@@ -62,3 +62,28 @@ class AgentConfig:
     def window(self) -> float:
         """Seconds of silence after which a peer is lost."""
         return self.heartbeat_interval * self.liveness
+
+
+def secret_key() -> Any:
+    """``--secret-key`` / ``TASKMESH_SECRET_KEY``: this process's CURVE key pair; CURVE on."""
+    return setting(
+        None,
+        help="CURVE secret key file (NAME.key_secret from 'taskmesh keys generate'); "
+        "turns encryption and key checks on.",
+        metavar="FILE",
+    )
+
+
+def manager_key() -> Any:
+    """``--manager-key`` / ``TASKMESH_MANAGER_KEY``: the manager's public key (CURVE)."""
+    return setting(
+        None,
+        help="The manager's public key file (its NAME.key); with --secret-key.",
+        metavar="FILE",
+    )
+
+
+def check_curve_pair(secret: str | None, manager: str | None) -> None:
+    """A worker or client needs both CURVE files or neither."""
+    if bool(secret) != bool(manager):
+        raise ValueError("--secret-key and --manager-key go together (CURVE needs both)")

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import click
 
 from manager.cli import manager_command
+from runtime.keys import KeyFileError, curve_client
 from runtime.logs import configure_logging
 from runtime.settings import from_cli, options
 from taskmesh.client import Client, ManagerError, ManagerUnavailable
@@ -46,7 +47,8 @@ def _client_config(values: dict[str, Any]) -> ClientConfig:
 
 def _connect(cfg: ClientConfig) -> Client:
     """A client for the manager ``cfg`` names (made inside the command's event loop)."""
-    return Client(cfg.host, cfg.port, timeout=cfg.request_timeout())
+    curve = curve_client(cfg.secret_key, cfg.manager_key)
+    return Client(cfg.host, cfg.port, timeout=cfg.request_timeout(), curve=curve)
 
 
 @main.command("submit")
@@ -150,6 +152,8 @@ def _run(coro: Awaitable[T]) -> T:
         raise click.ClickException(f"the manager refused: {exc}") from None
     except TimeoutError as exc:
         raise click.ClickException(str(exc)) from None
+    except KeyFileError as exc:
+        raise click.ClickException(f"CURVE keys: {exc}") from None
 
 
 def _submitted(count: int, out: dict[str, list[str]]) -> str:

@@ -43,6 +43,7 @@ from protocol import (
     encode,
 )
 from protocol.codec import batches_by_size
+from runtime.keys import CurveClient
 from runtime.sockets import configure, tcp
 
 R = TypeVar("R", bound=Message)
@@ -77,6 +78,7 @@ class Client:
         *,
         timeout: float = 5.0,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
+        curve: CurveClient | None = None,
     ) -> None:
         self.endpoint = tcp(host, port)
         self.timeout = timeout
@@ -86,6 +88,8 @@ class Client:
         self._ctx = zmq.asyncio.Context()
         self._sock = self._ctx.socket(zmq.DEALER)
         configure(self._sock, max_message_bytes)
+        if curve is not None:  # CURVE: this client's key, and the manager's it trusts
+            curve.apply(self._sock)
         self._sock.setsockopt(zmq.IDENTITY, f"client-{uuid.uuid4().hex[:12]}".encode())
         self._sock.connect(self.endpoint)
         self._replies: dict[int, asyncio.Future[Message]] = {}
@@ -251,6 +255,10 @@ class Client:
                     if reply.epoch != watched_epoch:
                         self.epoch = reply.epoch
                         watched_epoch = ""  # a new manager instance: watch everything again
+                        continue
+                    self._collect(pending, states)
+                    if reply.watching < len(pending):
+                        watched_epoch = ""  # a push was lost (dropped): ask for what is final
                         continue
             except ManagerUnavailable:
                 watched_epoch = ""  # the manager may be restarting: watch again when it answers

@@ -5,7 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from manager.config import policy
-from runtime.config import log_level, manager_host, manager_port
+from runtime.config import (
+    check_curve_pair,
+    log_level,
+    manager_host,
+    manager_key,
+    manager_port,
+    secret_key,
+)
 from runtime.settings import check, setting, table
 
 
@@ -21,9 +28,12 @@ class ClientConfig:
         metavar="SECONDS",
     )
     log_level: str = log_level("WARNING")
+    secret_key: str | None = secret_key()
+    manager_key: str | None = manager_key()
 
     def __post_init__(self) -> None:
         check(self)
+        check_curve_pair(self.secret_key, self.manager_key)
 
     def request_timeout(self) -> float:
         return 10.0 if self.timeout is None else self.timeout

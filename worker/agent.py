@@ -38,6 +38,7 @@ from protocol import (
     encode,
 )
 from runtime.agent import AgentBase, detail_of, now_ns
+from runtime.keys import curve_client
 from runtime.sockets import reachable
 from runtime.supervise import supervise
 from worker.config import WorkerConfig
@@ -53,7 +54,9 @@ class Session(StrEnum):
     CONNECTED = "connected"
 
 
-FATAL_ERRORS = {"version", "workspace", "identity", "registration"}
+FATAL_ERRORS = {"version", "workspace", "identity", "registration", "forbidden"}
+#: Seconds between two log lines about a refused registration that is retried.
+REFUSAL_LOG_EVERY = 10.0
 #: Seconds in PROBING before the worker warns that the PUB may be unreachable.
 PROBE_PATIENCE = 5.0
 
@@ -103,7 +106,12 @@ class Worker(AgentBase):
         self.liveness = cfg.liveness
         self.session = Session.OFFLINE
         self.link: Link = link or ManagerLink(
-            self.id, cfg.host, cfg.port, cfg.max_message_bytes, cfg.name
+            self.id,
+            cfg.host,
+            cfg.port,
+            cfg.max_message_bytes,
+            cfg.name,
+            curve_client(cfg.secret_key, cfg.manager_key),
         )
         self.hooks: list[WorkerHooks] = []
         self.manager_id = ""
@@ -115,6 +123,7 @@ class Worker(AgentBase):
         self._last_beat = -float("inf")
         self._probing_since = 0.0
         self._refused: WorkerRefused | None = None
+        self._refusal_logged = -float("inf")
         self._drain_task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self._handlers: dict[type[Message], Handler] = {
@@ -357,6 +366,11 @@ class Worker(AgentBase):
             if self.session != Session.OFFLINE:
                 logger.info("{}: the manager does not know us, registering again", self.name)
                 self._go_offline()
+        elif msg.code == "id_taken":  # retried: the holder may be our own dead connection
+            now = self.clock()
+            if now - self._refusal_logged >= REFUSAL_LOG_EVERY:
+                self._refusal_logged = now
+                logger.error("{}: registration refused: {}; retrying", self.name, msg.message)
         else:
             logger.warning("{}: manager reported {}: {}", self.name, msg.code, msg.message)
 

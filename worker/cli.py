@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from runtime.keys import KeyFileError
 from runtime.logs import configure_logging
 from runtime.settings import from_cli, options
 from worker.agent import WorkerRefused
@@ -30,6 +31,8 @@ def worker_command(**values: Any) -> None:
         asyncio.run(serve(cfg, handlers=handlers))
     except WorkerRefused as exc:
         raise click.ClickException(f"the manager refused this worker: {exc}") from None
+    except KeyFileError as exc:
+        raise click.ClickException(f"CURVE keys: {exc}") from None
 
 
 def main() -> None:

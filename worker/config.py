@@ -5,7 +5,14 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass
 
-from runtime.config import AgentConfig, manager_host, manager_port
+from runtime.config import (
+    AgentConfig,
+    check_curve_pair,
+    manager_host,
+    manager_key,
+    manager_port,
+    secret_key,
+)
 from runtime.settings import setting
 
 
@@ -61,8 +68,11 @@ class WorkerConfig(AgentConfig):
         low=0,
         high=3600,
     )
+    secret_key: str | None = secret_key()
+    manager_key: str | None = manager_key()
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.name.strip():
             raise ValueError("--name: a worker needs a non-empty name")
+        check_curve_pair(self.secret_key, self.manager_key)

@@ -4,11 +4,18 @@ The one I/O module of an agent process.  It replaces the DEALER wholesale
 when the manager goes silent (the Paranoid Pirate way), follows the PUB
 endpoint the manager advertises, never blocks forever on a send, and turns
 frames into messages at one place where peer input may fail.
+
+Every DEALER gets an identity of its own (``<agent id>@<random hex>``): the
+manager does not let a new connection take over a live identity
+(no ``ROUTER_HANDOVER``), so re-using one could leave a new DEALER unheard
+until the old connection is gone.  With CURVE (``curve``) both sockets
+authenticate with this worker's key and check the manager's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator
 from typing import Any, Protocol, cast
 
@@ -18,6 +25,7 @@ from loguru import logger
 
 from protocol import Message, ProtocolError, decode
 from runtime.agent import YIELD_EVERY
+from runtime.keys import CurveClient
 from runtime.sockets import configure, send_frames, tcp
 from runtime.supervise import cancelling
 
@@ -45,9 +53,27 @@ class Link(Protocol):
     def published(self) -> AsyncIterator[Message]: ...
 
 
+#: Bytes of the agent id kept in a DEALER identity (libzmq allows 255 in all).
+ROUTE_PREFIX = 200
+
+
+def route_for(agent_id: str) -> bytes:
+    """A fresh ROUTER identity for one connection of ``agent_id``."""
+    return agent_id.encode()[:ROUTE_PREFIX] + b"@" + secrets.token_hex(8).encode()
+
+
 class ManagerLink:
-    def __init__(self, identity: str, host: str, port: int, max_bytes: int, label: str) -> None:
+    def __init__(
+        self,
+        identity: str,
+        host: str,
+        port: int,
+        max_bytes: int,
+        label: str,
+        curve: CurveClient | None = None,
+    ) -> None:
         self.identity = identity
+        self.curve = curve
         self.endpoint = tcp(host, port)
         self.max_bytes = max_bytes
         self.label = label
@@ -71,7 +97,9 @@ class ManagerLink:
             self._dealer.close(linger=0)
         self._dealer = self._ctx.socket(zmq.DEALER)
         configure(self._dealer, self.max_bytes)
-        self._dealer.setsockopt(zmq.IDENTITY, self.identity.encode())
+        if self.curve is not None:
+            self.curve.apply(self._dealer)
+        self._dealer.setsockopt(zmq.IDENTITY, route_for(self.identity))
         self._dealer.setsockopt(zmq.IMMEDIATE, 1)  # queue only on a live connection
         self._dealer.connect(self.endpoint)
 
@@ -84,6 +112,8 @@ class ManagerLink:
             self._sub.close(linger=0)
         self._sub = self._ctx.socket(zmq.SUB)
         configure(self._sub, self.max_bytes)
+        if self.curve is not None:
+            self.curve.apply(self._sub)
         self._sub.setsockopt(zmq.SUBSCRIBE, b"")
         self._sub.connect(endpoint)
         self.sub_endpoint = endpoint

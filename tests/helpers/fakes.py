@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from manager.config import ManagerConfig
+from manager.endpoint import Delivery, Received
 from manager.server import build as build_manager
 from protocol import (
     PROTOCOL_VERSION,
@@ -47,30 +48,34 @@ class FakeClock:
 
 @dataclass
 class FakeRouter:
-    """The manager's transport: records what is sent; ``unreachable`` idents fail."""
+    """The manager's transport: records what is sent; ``unreachable`` idents fail,
+    ``full`` ones are not reading (their queue is full)."""
 
     endpoint: str = "tcp://127.0.0.1:1"
     pub_endpoint: str = "tcp://127.0.0.1:2"
     sent: list[tuple[str, Message]] = field(default_factory=list)
     published: list[Message] = field(default_factory=list)
     unreachable: set[str] = field(default_factory=set)
+    full: set[str] = field(default_factory=set)
     closed: bool = False
 
     def open(self) -> None:
         pass
 
-    async def recv(self) -> list[bytes]:
+    async def recv(self) -> Received:
         await asyncio.Event().wait()  # tests hand frames to Endpoint.handle directly
         raise AssertionError("unreachable")
 
-    async def recv_nowait(self) -> list[bytes] | None:
+    async def recv_nowait(self) -> Received | None:
         return None
 
-    async def send(self, ident: bytes, body: bytes) -> bool:
+    def send(self, ident: bytes, body: bytes) -> Delivery:
         if ident.decode() in self.unreachable:
-            return False
+            return Delivery.GONE
+        if ident.decode() in self.full:
+            return Delivery.FULL
         self.sent.append((ident.decode(), decode(body, 1 << 30)))
-        return True
+        return Delivery.SENT
 
     async def publish(self, body: bytes) -> None:
         self.published.append(decode(body, 1 << 30))
@@ -99,16 +104,19 @@ class ManagerHarness:
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(coro)
 
-    def handle(self, ident: str, msg: Message) -> None:
-        """Decode and dispatch one message, as the receive loop does (nothing sent yet)."""
-        self.admin.endpoint.handle([ident.encode(), encode(msg)])
+    def handle(self, ident: str, msg: Message, key: str = "") -> None:
+        """Decode and dispatch one message, as the receive loop does (nothing sent yet).
+
+        ``key``: the CURVE key it came with (as ZAP would have named it).
+        """
+        self.admin.endpoint.handle([ident.encode(), encode(msg)], key)
 
     def flush(self) -> None:
         """End the batch: commit, then send what it earned."""
         self.run(self.admin.endpoint.flush())
 
-    def deliver(self, ident: str, msg: Message) -> None:
-        self.handle(ident, msg)
+    def deliver(self, ident: str, msg: Message, key: str = "") -> None:
+        self.handle(ident, msg, key)
         self.flush()
 
     def tick(self, seconds: float = 0.0, alive: tuple[str, ...] = ()) -> None:
@@ -135,24 +143,29 @@ class ManagerHarness:
         capacity: int = 1,
         kinds: tuple[str, ...] = ("simulate", "echo"),
         holding: tuple[tuple[str, int], ...] = (),
+        key: str = "",
+        agent_id: str = "",
     ) -> None:
-        """Register ``ident`` and prove its SUB: it is connected afterwards."""
+        """Register on connection ``ident`` (as ``agent_id``, default the same) and prove
+        its SUB: it is connected afterwards."""
+        agent_id = agent_id or ident
         self.deliver(
             ident,
             Register(
                 version=PROTOCOL_VERSION,
-                agent_id=ident,
-                name=ident,
+                agent_id=agent_id,
+                name=agent_id,
                 workspace_id=self.admin.workspace_id,
                 skill=skill,
                 capacity=capacity,
                 kinds=list(kinds),
                 holding=[ResultKey(task_id=t, attempt=a) for t, a in holding],
             ),
+            key,
         )
         self.tick()  # the probe goes out on PUB
-        assert any(isinstance(m, Probe) and m.agent_id == ident for m in self.router.published)
-        self.deliver(ident, Ready(epoch=self.admin.epoch))
+        assert any(isinstance(m, Probe) and m.agent_id == agent_id for m in self.router.published)
+        self.deliver(ident, Ready(epoch=self.admin.epoch), key)
 
     def close(self) -> None:
         self.run(self.admin.close(goodbye_wait=0))  # no worker here to register again
