@@ -15,13 +15,13 @@ from typing import Any, TypeVar
 import click
 
 from manager.cli import manager_command
-from runtime.keys import KeyFileError, curve_client
+from runtime.keys import KeyFileError, curve_client, generate
 from runtime.logs import configure_logging
 from runtime.settings import from_cli, options
 from taskmesh.client import Client, ManagerError, ManagerUnavailable
 from taskmesh.config import ClientConfig, DemoConfig, settings_table
 from taskmesh.report import results_table, status_table, to_json
-from taskmesh.taskfile import TaskFileError, parse_tasks
+from taskmesh.taskfile import TaskFileError, read_tasks
 from worker.cli import worker_command
 
 T = TypeVar("T")
@@ -52,7 +52,7 @@ def _connect(cfg: ClientConfig) -> Client:
 
 
 @main.command("submit")
-@click.argument("file", type=click.File("r"))
+@click.argument("file", type=click.File("rb"))
 @click.option("--wait", "wait_", is_flag=True, help="Wait until every task has its final result.")
 @json_flag
 @options(ClientConfig)
@@ -60,7 +60,7 @@ def submit_command(file: Any, wait_: bool, as_json: bool, **values: Any) -> None
     """Submit the tasks in FILE (a JSON list; '-' reads stdin)."""
     cfg = _client_config(values)
     try:
-        specs = parse_tasks(file.read(), file.name)
+        specs = read_tasks(file.read(), file.name)
     except TaskFileError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -135,6 +135,31 @@ def demo_command(as_json: bool, **values: Any) -> None:
         )
     if summary["succeeded"] != len(summary["tasks"]):
         sys.exit(1)
+
+
+@main.group("keys")
+def keys_group() -> None:
+    """CURVE keys: make a key pair for a manager, worker or client (see SECURITY.md)."""
+
+
+@keys_group.command("generate")
+@click.argument("name")
+@click.option(
+    "--dir",
+    "directory",
+    default=".",
+    show_default=True,
+    metavar="DIR",
+    help="Where to write NAME.key (public) and NAME.key_secret (secret, mode 0600).",
+)
+def keys_generate_command(name: str, directory: str) -> None:
+    """Write a new key pair: DIR/NAME.key and DIR/NAME.key_secret (never overwritten)."""
+    try:
+        public, secret = generate(name, directory)
+    except KeyFileError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"public key: {public}  (give it to the peers that must accept this one)")
+    click.echo(f"secret key: {secret}  (keep it here: --secret-key)")
 
 
 @main.command("settings")

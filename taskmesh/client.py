@@ -43,6 +43,7 @@ from protocol import (
     encode,
 )
 from protocol.codec import batches_by_size
+from runtime.handshake import HandshakeWatch
 from runtime.keys import CurveClient
 from runtime.sockets import configure, tcp
 
@@ -91,6 +92,9 @@ class Client:
         if curve is not None:  # CURVE: this client's key, and the manager's it trusts
             curve.apply(self._sock)
         self._sock.setsockopt(zmq.IDENTITY, f"client-{uuid.uuid4().hex[:12]}".encode())
+        #: Why the last handshake with the manager failed ("" once it answers).
+        self.refusal = ""
+        self._handshake = HandshakeWatch(self._sock, curve is not None, self._refused)
         self._sock.connect(self.endpoint)
         self._replies: dict[int, asyncio.Future[Message]] = {}
         self._finished: dict[str, TaskState] = {}  # pushed, not yet handed to a waiter
@@ -113,6 +117,7 @@ class Client:
     def close(self) -> None:
         if self._receiver is not None:
             self._receiver.cancel()
+        self._handshake.close()
         self._sock.close(linger=0)
         self._ctx.term()
 
@@ -122,14 +127,17 @@ class Client:
         """Send ``msg`` and wait for the reply carrying its ``req`` (concurrency-safe)."""
         if self._receiver is None:
             self._receiver = asyncio.get_running_loop().create_task(self._receive())
+            self._handshake.start()
         req: int = getattr(msg, "req", 0)
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._replies[req] = future
         try:
-            await self._sock.send(encode(msg, self.max_bytes))
             async with asyncio.timeout(timeout or self.timeout):
+                await self._sock.send(encode(msg, self.max_bytes))  # no connection: waits
                 reply = await future
         except TimeoutError:
+            if self.refusal:
+                raise ManagerError("handshake", self.refusal) from None
             raise ManagerUnavailable(f"no reply from the manager at {self.endpoint}") from None
         finally:
             self._replies.pop(req, None)
@@ -148,6 +156,7 @@ class Client:
                 continue
             except zmq.ZMQError:
                 return  # closed
+            self.refusal = ""
             if isinstance(reply, Finished):
                 self.epoch = reply.epoch
                 for state in reply.tasks:
@@ -158,6 +167,13 @@ class Client:
             future = self._replies.get(req)
             if future is not None and not future.done():
                 future.set_result(reply)
+
+    def _refused(self, why: str) -> None:
+        """A handshake failed: what waits for a reply fails now, with the reason."""
+        self.refusal = why
+        for future in self._replies.values():
+            if not future.done():
+                future.set_exception(ManagerError("handshake", why))
 
     # ------------------------------------------------------------------ API
 

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from runtime.keys import CurveClient
 from taskmesh.client import Client
 from taskmesh.procs import Proc, spawn, start_manager
 
@@ -31,6 +32,8 @@ class Cluster:
     logs: Path
     procs: list[Proc] = field(default_factory=list)
     port: int = 0
+    #: The CURVE keys ``client()`` connects with (a manager started with --secret-key).
+    curve: CurveClient | None = None
     _count: int = 0
 
     def manager(self, *args: str) -> Proc:
@@ -64,7 +67,7 @@ class Cluster:
         return proc
 
     def client(self, timeout: float = 5.0) -> Client:
-        return Client("127.0.0.1", self.port, timeout=timeout)
+        return Client("127.0.0.1", self.port, timeout=timeout, curve=self.curve)
 
     def run(self, coro: Awaitable[T]) -> T:
         return asyncio.run(coro)  # type: ignore[arg-type]

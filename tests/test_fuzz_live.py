@@ -285,7 +285,6 @@ def test_tasks_request_with_an_offset_past_sys_maxsize_is_answered(cluster: Clus
         assert reply.get("tasks", []) == []
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_BUGS["claimed_identity"])
 def test_a_socket_claiming_a_live_workers_identity_does_not_disconnect_it(
     cluster: Cluster,
 ) -> None:

@@ -327,7 +327,7 @@ def test_results_for_tasks_not_assigned_to_the_sender_are_not_recorded(
     [
         ({"version": PROTOCOL_VERSION + 1}, "version", "not supported"),
         ({"workspace_id": "elsewhere"}, "workspace", "elsewhere"),
-        ({"agent_id": "someone-else"}, "identity", "identity"),
+        ({"agent_id": ""}, "identity", "agent_id"),
     ],
 )
 def test_refused_registrations_get_a_clear_error(

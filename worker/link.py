@@ -25,9 +25,11 @@ from loguru import logger
 
 from protocol import Message, ProtocolError, decode
 from runtime.agent import YIELD_EVERY
+from runtime.handshake import HandshakeWatch
 from runtime.keys import CurveClient
 from runtime.sockets import configure, send_frames, tcp
 from runtime.supervise import cancelling
+from runtime.throttle import Throttle
 
 
 class Link(Protocol):
@@ -85,6 +87,8 @@ class ManagerLink:
         self._sub: zmq.asyncio.Socket | None = None
         self._sent = 0
         self._received = 0
+        self._watches: dict[str, HandshakeWatch] = {}
+        self._refusals = Throttle("handshake failures")
 
     def open(self) -> None:
         self._ctx = zmq.asyncio.Context()
@@ -94,11 +98,13 @@ class ManagerLink:
         """A fresh DEALER: drops whatever the old connection had queued."""
         assert self._ctx is not None
         if self._dealer is not None:
+            self._unwatch("DEALER")
             self._dealer.close(linger=0)
         self._dealer = self._ctx.socket(zmq.DEALER)
         configure(self._dealer, self.max_bytes)
         if self.curve is not None:
             self.curve.apply(self._dealer)
+        self._watch(self._dealer, "DEALER")
         self._dealer.setsockopt(zmq.IDENTITY, route_for(self.identity))
         self._dealer.setsockopt(zmq.IMMEDIATE, 1)  # queue only on a live connection
         self._dealer.connect(self.endpoint)
@@ -109,16 +115,36 @@ class ManagerLink:
         if self._sub is not None and endpoint == self.sub_endpoint:
             return
         if self._sub is not None:
+            self._unwatch("SUB")
             self._sub.close(linger=0)
         self._sub = self._ctx.socket(zmq.SUB)
         configure(self._sub, self.max_bytes)
         if self.curve is not None:
             self.curve.apply(self._sub)
+        self._watch(self._sub, "SUB")
         self._sub.setsockopt(zmq.SUBSCRIBE, b"")
         self._sub.connect(endpoint)
         self.sub_endpoint = endpoint
 
+    def _watch(self, sock: zmq.asyncio.Socket, which: str) -> None:
+        """Log (rate-limited) why a handshake of ``sock`` with the manager failed."""
+
+        def report(why: str) -> None:
+            if self._refusals.allow(which):
+                logger.error("{}: {} connection to the manager: {}", self.label, which, why)
+
+        watch = HandshakeWatch(sock, self.curve is not None, report)
+        watch.start()
+        self._watches[which] = watch
+
+    def _unwatch(self, which: str) -> None:
+        watch = self._watches.pop(which, None)
+        if watch is not None:
+            watch.close()
+
     def close(self, last_words: bytes | None = None) -> None:
+        for which in list(self._watches):
+            self._unwatch(which)
         if last_words is not None:
             self.send_nowait(last_words)
         if self._dealer is not None:

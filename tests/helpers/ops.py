@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable
 
 from protocol import StatusReply, TaskSpec, TaskState
-from taskmesh.client import Client
 from taskmesh.procs import Proc
 from tests.conftest import Cluster
 
@@ -45,7 +44,7 @@ def submit(cluster: Cluster, tasks: list[TaskSpec]) -> list[str]:
 
 def wait_done(cluster: Cluster, ids: list[str], timeout: float = 30.0) -> list[TaskState]:
     async def go() -> list[TaskState]:
-        async with Client("127.0.0.1", cluster.port, timeout=2) as c:
+        async with cluster.client(timeout=2) as c:
             return await c.wait(ids, timeout=timeout)
 
     return cluster.run(go())
