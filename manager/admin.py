@@ -100,7 +100,8 @@ class Admin(AgentBase):
         if cfg.secret_key:
             self.keyring = KeyRing(key_dirs(cfg))
             self.keyring.load()
-            curve = CurveServer(load_secret(cfg.secret_key), self.keyring, counters)
+            if transport is None:
+                curve = CurveServer(load_secret(cfg.secret_key), self.keyring, counters)
         self.transport: Transport = transport or ZmqRouter(
             host=cfg.bind,
             port=cfg.port,

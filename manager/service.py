@@ -186,7 +186,13 @@ class TaskService(AdminHooks):
             if result.worker_id != rec.id or result.worker != rec.name:
                 # Recorded under the registered worker, never what the message claims.
                 result = dataclasses.replace(result, worker=rec.name, worker_id=rec.id)
-            outcome, task = self.book.record(result, rec.id)
+            if rec.key and rec.running.get(result.task_id) != result.attempt:
+                # With CURVE only the registration that holds the attempt reports it (after a
+                # restart another key may register the id; the orphans stay its worker's).
+                outcome, task = Outcome.STALE, None
+                self.book.stale += 1
+            else:
+                outcome, task = self.book.record(result, rec.id)
             if rec.running.get(result.task_id) == result.attempt:
                 del rec.running[result.task_id]
             if task is not None:

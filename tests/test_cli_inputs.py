@@ -1,0 +1,131 @@
+"""Bad input through the real commands: one line on stderr, a non-zero exit, no traceback.
+
+Each case runs ``python -m taskmesh ...`` in a process of its own, as a user
+would; none of them gets as far as talking to a manager.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runtime.keys import generate
+
+
+def taskmesh(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "taskmesh", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert proc.returncode not in (0, None), proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    # click's usage hint may come first for an option error: "Usage: ..." and "Try ...".
+    hints = [line for line in lines if line.startswith(("Usage: ", "Try '"))]
+    (error,) = [line for line in lines if line not in hints]
+    assert error.startswith("Error:"), error
+    for needle in needles:
+        assert needle in error, error
+
+
+def submit(path: Path) -> subprocess.CompletedProcess[str]:
+    return taskmesh("submit", str(path), "--port", "1", "--timeout", "0.5")
+
+
+def test_a_50_mb_payload(tmp_path: Path) -> None:
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps([{"id": "big", "payload": "x" * (50 << 20)}]))
+    assert_one_line_error(submit(path), "task #1", "limit", "by reference")
+
+
+def test_json_nested_5000_deep(tmp_path: Path) -> None:
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 5000 + "]" * 5000)
+    assert_one_line_error(submit(path), "nested too deeply")
+
+
+def test_a_payload_nested_deeper_than_the_wire_allows(tmp_path: Path) -> None:
+    path = tmp_path / "deep-payload.json"
+    path.write_text('[{"id": 1, "payload": ' + "[" * 100 + "]" * 100 + "}]")
+    assert_one_line_error(submit(path), "task #1", "nested deeper")
+
+
+def test_a_task_file_that_is_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.json"
+    path.write_bytes('[{"id": "caf\u00e9"}]'.encode("latin-1"))
+    assert_one_line_error(submit(path), "not UTF-8", "0xe9")
+
+
+@pytest.mark.parametrize("where", ["missing", "directory", "proc"])
+def test_manager_db_that_cannot_be_a_journal(tmp_path: Path, where: str) -> None:
+    db = {
+        "missing": str(tmp_path / "no" / "such" / "dir" / "taskmesh.db"),
+        "directory": str(tmp_path),
+        "proc": "/proc/taskmesh.db",
+    }[where]
+    proc = taskmesh("manager", "--port", "0", "--db", db)
+    assert_one_line_error(proc, "cannot use", "as the journal")
+
+
+def test_worker_with_an_empty_name() -> None:
+    assert_one_line_error(taskmesh("worker", "--name", "", "--skill", "3"), "--name")
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> Path:
+    generate("manager", tmp_path)
+    generate("w", tmp_path / "workers")
+    (tmp_path / "junk.key").write_text("public-key = not a key\n")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["manager", "--worker-keys", "{k}/workers"], ["--secret-key"]),
+        (["manager", "--secret-key", "{k}/nope.key_secret"], ["CURVE keys", "not a key file"]),
+        (["manager", "--secret-key", "{k}/manager.key"], ["CURVE keys", "no secret key"]),
+        (
+            ["manager", "--secret-key", "{k}/manager.key_secret", "--worker-keys", "{k}/nope"],
+            ["CURVE keys", "not a directory"],
+        ),
+        (["worker", "--skill", "1", "--secret-key", "{k}/workers/w.key_secret"], ["together"]),
+        (
+            [
+                *("worker", "--skill", "1", "--secret-key", "{k}/workers/w.key_secret"),
+                *("--manager-key", "{k}/junk.key"),
+            ],
+            ["CURVE keys", "junk.key"],
+        ),
+        (["status", "--manager-key", "{k}/manager.key"], ["together"]),
+    ],
+)
+def test_bad_curve_settings(keys: Path, args: list[str], needles: list[str]) -> None:
+    proc = taskmesh(*(arg.replace("{k}", str(keys)) for arg in args), "--port", "0")
+    assert_one_line_error(proc, *needles)
+
+
+def test_keys_are_never_overwritten(keys: Path) -> None:
+    before = (keys / "manager.key_secret").read_bytes()
+    proc = taskmesh("keys", "generate", "manager", "--dir", str(keys))
+    assert_one_line_error(proc, "exists")
+    assert (keys / "manager.key_secret").read_bytes() == before
+
+
+def test_keys_generate_writes_a_pair_the_secret_for_its_owner_only(tmp_path: Path) -> None:
+    proc = taskmesh("keys", "generate", "alice", "--dir", str(tmp_path / "k"))
+    assert proc.returncode == 0, proc.stderr
+    public, secret = tmp_path / "k" / "alice.key", tmp_path / "k" / "alice.key_secret"
+    assert secret.stat().st_mode & 0o777 == 0o600
+    assert "secret-key" not in public.read_text()
+    assert "secret-key" in secret.read_text()
