@@ -67,6 +67,8 @@ from runtime.throttle import Throttle
 #: What a registration may claim: the skill scale, and tasks at once.
 MAX_SKILL = 10
 MAX_CAPACITY = 10_000
+#: Largest broadcast sequence number accepted (exact in a float64, as in JavaScript).
+MAX_SEQ = 2**53
 
 
 class Admin(AgentBase):
@@ -472,6 +474,11 @@ class Admin(AgentBase):
 
     def _on_broadcast(self, ident: bytes, msg: Broadcast) -> None:
         if not self._is_member(ident, msg.sender):
+            return
+        if not 0 <= msg.seq <= MAX_SEQ:  # gap counting adds up what peers claim: bound it
+            self.endpoint.bad(ident, f"broadcast seq {msg.seq} out of range", b"")
+            why = f"broadcast.seq must be 0-{MAX_SEQ}"
+            self.post(ident, Error(code="bad_message", message=why))
             return
         self.endpoint.publish(msg)
         self.deliver(msg.sender, msg.data, msg.time, msg.seq)

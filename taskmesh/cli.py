@@ -60,7 +60,7 @@ def submit_command(file: Any, wait_: bool, as_json: bool, **values: Any) -> None
     """Submit the tasks in FILE (a JSON list; '-' reads stdin)."""
     cfg = _client_config(values)
     try:
-        specs = read_tasks(file.read(), file.name)
+        specs = read_tasks(file.read(), getattr(file, "name", "<stdin>"))
     except TaskFileError as exc:
         raise click.ClickException(str(exc)) from None
 

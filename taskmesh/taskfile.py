@@ -53,7 +53,8 @@ def parse_tasks(text: str, source: str = "<tasks>") -> list[TaskSpec]:
             raise TaskFileError(f"{where}: {str(exc)[:300]}") from None
         if size > MAX_ITEM_BYTES:
             raise TaskFileError(
-                f"{where}: {size:,} bytes encoded, over the {MAX_ITEM_BYTES:,}-byte limit "
+                f"{where} ({spec.id[:64]!r}): {size:,} bytes encoded, over the "
+                f"{MAX_ITEM_BYTES:,}-byte limit "
                 "of one task; pass large data by reference (a path or URL in the payload)"
             )
         if spec.id in seen:

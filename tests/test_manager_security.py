@@ -17,6 +17,7 @@ import pytest
 from protocol import (
     PROTOCOL_VERSION,
     Assign,
+    Broadcast,
     Bye,
     Error,
     Heartbeat,
@@ -353,3 +354,14 @@ def test_a_worker_that_takes_nothing_for_a_liveness_window_is_unreachable(
     assert mgr.admin.registry.get("w1") is None
     mgr.join("w2")
     assert [j.task.id for j in mgr.router.to("w2", Assign)[-1].jobs] == ["a"]
+
+
+def test_a_broadcast_sequence_number_out_of_range_is_refused(plain: ManagerHarness) -> None:
+    mgr = plain
+    mgr.join("w")
+    for seq in (2**64 - 1, 1, 2**63):
+        mgr.deliver("w", Broadcast(sender="w", seq=seq, time=1, data=b"x"))
+    assert [e.code for e in mgr.router.to("w", Error)] == ["bad_message", "bad_message"]
+    assert mgr.admin.gaps.missed == 0
+    mgr.deliver("o", StatusRequest(req=1))  # the counts still encode
+    assert mgr.router.to("o", StatusReply)[-1].counts["gaps"] == 0
