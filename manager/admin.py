@@ -125,6 +125,9 @@ class Admin(AgentBase):
         )
         self.counters = self.endpoint.counters
         self._keys_checked = clock()
+        #: A worker key was revoked: the PUB is re-opened so that every subscriber
+        #: authenticates again (a revoked one's open connection would go on receiving).
+        self.pub_stale = False
         self._refusals = Throttle("refused registrations")
         self.epoch = uuid.uuid4().hex[:16]
         self.started = clock()
@@ -501,6 +504,8 @@ class Admin(AgentBase):
         while True:
             self.tick()
             await self.endpoint.flush()
+            if self.pub_stale:
+                self.pub_stale = not await self.transport.renew_pub()  # retried if it failed
             await asyncio.sleep(period)
 
     def tick(self) -> None:
@@ -532,15 +537,17 @@ class Admin(AgentBase):
         """
         if self.keyring is None:
             return
-        revoked = self.keyring.reload()
-        if not revoked:
+        lost = self.keyring.reload()
+        if not lost:
             return
-        self.counters["keys_revoked"] += len(revoked)
+        self.counters["keys_revoked"] += len(lost)
         for rec in self.registry:
-            if rec.key in revoked and not self.keyring.has_role(rec.key, WORKER):
+            if WORKER in lost.get(rec.key, ()):
                 self._drop_record(rec, "lost: key revoked")
+        if any(WORKER in roles for roles in lost.values()):
+            self.pub_stale = True  # its open SUB connections must go: the tick loop renews
         for hook in self.hooks:
-            hook.on_revoked(revoked)
+            hook.on_revoked(set(lost))
 
 
 def _req(msg: Message) -> int:

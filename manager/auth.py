@@ -68,8 +68,8 @@ class KeyRing:
         self.names: dict[str, str] = {}  # key -> file name, for log lines
         self._stamps: dict[str, tuple[int, int]] = {}
 
-    def load(self) -> set[str]:
-        """Read every directory; returns the keys that lost a role (``KeyFileError``: unusable)."""
+    def load(self) -> dict[str, frozenset[str]]:
+        """Read every directory; returns the roles each key lost (``KeyFileError``: unusable)."""
         roles: dict[str, set[str]] = {}
         names: dict[str, str] = {}
         stamps = {}
@@ -82,12 +82,13 @@ class KeyRing:
         self.roles = {key: frozenset(r) for key, r in roles.items()}
         self.names = names
         self._stamps = stamps
-        return {key for key, had in before.items() if not had <= self.roles.get(key, frozenset())}
+        lost = {key: had - self.roles.get(key, frozenset()) for key, had in before.items()}
+        return {key: roles for key, roles in lost.items() if roles}
 
     def changed(self) -> bool:
         return any(dir_stamp(path) != self._stamps.get(role) for role, path in self.dirs.items())
 
-    def reload(self) -> set[str] | None:
+    def reload(self) -> dict[str, frozenset[str]] | None:
         """``load``, keeping the current ring if a directory cannot be read (logged)."""
         try:
             revoked = self.load()
@@ -157,7 +158,7 @@ class CurveServer:
         self._refusals = Throttle("refused connections")
         self._failures = Throttle("failed handshakes")
         self._auth: AsyncioAuthenticator | None = None
-        self._monitors: list[tuple[zmq.asyncio.Socket, asyncio.Task[None]]] = []
+        self._monitors: dict[str, tuple[zmq.asyncio.Socket, asyncio.Task[None]]] = {}
 
     def start(self, ctx: zmq.asyncio.Context) -> None:
         """Start answering ZAP requests in ``ctx`` (before any socket binds)."""
@@ -174,17 +175,24 @@ class CurveServer:
         sock.setsockopt(zmq.CURVE_PUBLICKEY, self.keys.public)
         sock.setsockopt(zmq.ZAP_DOMAIN, domain.encode())
         sock.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)  # no ZAP handler: nobody gets in
+        self.unserve(domain)
         events = zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
         monitor = sock.get_monitor_socket(events)
         task = asyncio.get_running_loop().create_task(self._watch(monitor, domain))
-        self._monitors.append((monitor, task))
+        self._monitors[domain] = (monitor, task)
+
+    def unserve(self, domain: str) -> None:
+        """Stop monitoring the socket of ``domain`` (before it is closed)."""
+        entry = self._monitors.pop(domain, None)
+        if entry is not None:
+            monitor, task = entry
+            task.cancel()
+            monitor.close(linger=0)
 
     def stop(self) -> None:
         """Close the monitors and the ZAP socket (synchronously: the context can then end)."""
-        for monitor, task in self._monitors:
-            task.cancel()
-            monitor.close(linger=0)
-        self._monitors.clear()
+        for domain in list(self._monitors):
+            self.unserve(domain)
         if self._auth is not None:
             self._auth.stop()
             self._auth = None

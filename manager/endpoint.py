@@ -71,6 +71,11 @@ class Transport(Protocol):
 
     async def publish(self, body: bytes) -> None: ...
 
+    async def renew_pub(self) -> bool:
+        """Re-open the PUB on the same endpoint: every subscriber connects (and, with
+        CURVE, authenticates) again.  ``False``: not re-opened (try again later)."""
+        ...
+
     def close(self) -> None: ...
 
 

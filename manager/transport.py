@@ -22,7 +22,10 @@ from loguru import logger
 
 from manager.auth import PUB_DOMAIN, ROUTER_DOMAIN, CurveServer
 from manager.endpoint import Delivery, Received
-from runtime.sockets import bind, configure
+from runtime.sockets import bind, configure, port_of
+
+#: Attempts (20 ms apart) to bind the PUB's port again after closing it.
+RENEW_TRIES = 100
 
 
 class ZmqRouter:
@@ -108,6 +111,39 @@ class ZmqRouter:
     async def publish(self, body: bytes) -> None:
         if self._pub is not None:
             await self._pub.send(body)
+
+    async def renew_pub(self) -> bool:
+        """Close the PUB and bind a new one on the same port (subscribers reconnect by
+        themselves; with CURVE each is authenticated again).  Broadcasts published
+        meanwhile are lost, as broadcasts may be (sequence numbers show the gap)."""
+        if self._ctx is None or not self.pub_endpoint:
+            return True
+        port = port_of(self.pub_endpoint)
+        if self.curve is not None:
+            self.curve.unserve(PUB_DOMAIN)
+        if self._pub is not None:
+            self._pub.close(linger=0)
+            self._pub = None
+        pub = self._ctx.socket(zmq.PUB)
+        configure(pub, self.max_bytes)
+        pub.setsockopt(zmq.SNDHWM, 100_000)
+        if self.curve is not None:
+            self.curve.serve(pub, PUB_DOMAIN)
+        for attempt in range(RENEW_TRIES):  # the old listener closes asynchronously
+            try:
+                bind(pub, self.host, port)
+                break
+            except zmq.ZMQError as exc:
+                if exc.errno != zmq.EADDRINUSE or attempt == RENEW_TRIES - 1:
+                    logger.error("cannot re-open the PUB on port {}: {}", port, exc)
+                    if self.curve is not None:
+                        self.curve.unserve(PUB_DOMAIN)
+                    pub.close(linger=0)
+                    return False
+                await asyncio.sleep(0.02)
+        self._pub = pub
+        logger.info("PUB re-opened on {}: every subscriber authenticates again", self.pub_endpoint)
+        return True
 
     def close(self) -> None:
         if self.curve is not None:

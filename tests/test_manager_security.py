@@ -161,6 +161,14 @@ def test_removing_a_key_file_drops_its_worker_and_its_watches(
     assert mgr.service.watchers.watching(b"c") == 0
     assert mgr.service.book.queued == 2  # the task it held is queued again
     assert mgr.admin.counters["keys_revoked"] == 2
+    assert mgr.admin.pub_stale  # its SUB connection must go too: the PUB is re-opened
+
+
+def test_removing_a_client_key_leaves_the_pub_alone(mgr: ManagerHarness, ring: Ring) -> None:
+    (ring.root / "clients" / "bob.key").unlink()
+    mgr.admin.reload_keys()
+    assert mgr.admin.counters["keys_revoked"] == 1
+    assert not mgr.admin.pub_stale
 
 
 # --------------------------------------------------------------------------- owners

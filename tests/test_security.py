@@ -411,3 +411,30 @@ def test_sighup_reloads_the_key_directories(cluster: Cluster, keys: Keys) -> Non
     cluster.procs[0].signal(signal.SIGHUP)
     wait_until(lambda: cluster.run(answered()), timeout=5, what="mallory admitted")
     assert cluster.procs[0].alive()
+
+
+def test_a_removed_worker_keys_open_sub_connection_hears_no_more_broadcasts(
+    cluster: Cluster, keys: Keys, raw: RawSockets
+) -> None:
+    start(cluster, keys)
+    endpoint = pub_endpoint(cluster)
+    subs = {who: raw.socket(zmq.SUB, who, endpoint) for who in ("alice", "bob")}
+    cluster.worker("first", 5, *keys.args("bob"))
+    wait_until(connected(cluster, 1), what="the first worker")
+    heard = {who: received(sock, 0.5) for who, sock in subs.items()}
+    assert all(any(m["type"] == "joined" for m in got) for got in heard.values()), heard
+
+    (keys.dir("workers") / "alice.key").unlink()
+    wait_until(lambda: "PUB re-opened" in full_log(cluster, 0), timeout=10, what="the renewal")
+    cluster.worker("second", 5, *keys.args("bob"))
+    # Read both all along: a ZeroMQ socket attaches its new connection (and sends its
+    # subscription) only while its own thread uses it.
+    heard = {"alice": [], "bob": []}
+    for _ in range(100):
+        for who, sock in subs.items():
+            heard[who] += received(sock, 0.05)
+        if any(m["type"] == "joined" and m["agent"]["name"] == "second" for m in heard["bob"]):
+            break
+    assert any(m["type"] == "joined" for m in heard["bob"]), heard["bob"]
+    assert heard["alice"] == []
+    assert [w.state for w in status(cluster).workers] == ["connected", "connected"]

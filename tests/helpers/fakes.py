@@ -58,6 +58,7 @@ class FakeRouter:
     unreachable: set[str] = field(default_factory=set)
     full: set[str] = field(default_factory=set)
     closed: bool = False
+    pub_renewals: int = 0
 
     def open(self) -> None:
         pass
@@ -79,6 +80,10 @@ class FakeRouter:
 
     async def publish(self, body: bytes) -> None:
         self.published.append(decode(body, 1 << 30))
+
+    async def renew_pub(self) -> bool:
+        self.pub_renewals += 1
+        return True
 
     def close(self) -> None:
         self.closed = True
