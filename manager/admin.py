@@ -213,6 +213,8 @@ class Admin(AgentBase):
             self.pub_endpoint,
             self.epoch,
         )
+        if self.keyring is not None and not self.keyring.roles:
+            logger.warning("CURVE is on but no key is listed: nobody can connect")
         if self.keyring is None and not is_loopback(self.config.bind):
             logger.warning(
                 "listening on {} without CURVE: anyone who can reach it can submit, read every "

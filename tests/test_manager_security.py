@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from loguru import logger
 
 from protocol import (
     PROTOCOL_VERSION,
@@ -373,3 +374,27 @@ def test_a_broadcast_sequence_number_out_of_range_is_refused(plain: ManagerHarne
     assert mgr.admin.gaps.missed == 0
     mgr.deliver("o", StatusRequest(req=1))  # the counts still encode
     assert mgr.router.to("o", StatusReply)[-1].counts["gaps"] == 0
+
+
+@pytest.mark.parametrize(
+    ("bind", "curve", "warned"),
+    [
+        ("0.0.0.0", False, True),
+        ("10.1.2.3", False, True),
+        ("127.0.0.1", False, False),
+        ("localhost", False, False),
+        ("0.0.0.0", True, False),
+    ],
+)
+def test_listening_beyond_loopback_without_curve_is_loud(
+    tmp_path: Path, ring: Ring, bind: str, curve: bool, warned: bool
+) -> None:
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="WARNING", format="{message}")
+    try:
+        settings = ring.settings() if curve else {}
+        harness = ManagerHarness(tmp_path / "j.db", bind=bind, **settings)  # opens: no socket
+        harness.close()
+    finally:
+        logger.remove(sink)
+    assert any("without CURVE" in line for line in lines) == warned, lines
