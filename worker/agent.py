@@ -370,7 +370,7 @@ class Worker(AgentBase):
             now = self.clock()
             if now - self._refusal_logged >= REFUSAL_LOG_EVERY:
                 self._refusal_logged = now
-                logger.error("{}: registration refused: {}; retrying", self.name, msg.message)
+                logger.warning("{}: registration refused: {}; retrying", self.name, msg.message)
         else:
             logger.warning("{}: manager reported {}: {}", self.name, msg.code, msg.message)
 
