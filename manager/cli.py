@@ -43,6 +43,11 @@ main.add_command(worker_command)
     show_envvar=True,
 )
 @opt(
+    "--bind",
+    default=None,
+    help="Address to bind (default: --host). The image sets 0.0.0.0.",
+)
+@opt(
     "--pub-port",
     type=click.IntRange(0, 65535),
     default=0,
@@ -98,6 +103,7 @@ main.add_command(worker_command)
 @common_options
 def manager_command(
     name: str,
+    bind: str | None,
     pub_port: int,
     policy: str,
     unmatched: str,
@@ -118,6 +124,7 @@ def manager_command(
     configure_logging(log_level)
     from manager.server import serve
 
+    host = bind or host
     cfg = ManagerConfig(
         host=host,
         port=port,
@@ -182,14 +189,34 @@ def submit_command(
 
 @main.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Print one line; exit 1 unless the manager answers with --min-workers connected.",
+)
+@click.option(
+    "--min-workers",
+    type=click.IntRange(0),
+    default=1,
+    show_default=True,
+    help="Connected workers --check requires.",
+)
 @common_options
-def status_command(as_json: bool, host: str, port: int, log_level: str) -> None:
+def status_command(
+    as_json: bool, check: bool, min_workers: int, host: str, port: int, log_level: str
+) -> None:
     """Show the manager's workers and task counts."""
     configure_logging(log_level)
 
     async def go() -> None:
         async with Client(host, port) as client:
             reply = await client.status()
+        if check:
+            connected = sum(1 for w in reply.workers if w.state == "connected")
+            click.echo(f"manager {reply.manager_id}: {connected} worker(s) connected")
+            if connected < min_workers:
+                raise click.ClickException(f"fewer than {min_workers} worker(s) connected")
+            return
         click.echo(to_json(reply) if as_json else status_table(reply))
 
     _run(go())

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cluster
+from manager.procs import spawn
+from tests.conftest import FAST, Cluster
 
 
 def taskmesh(
@@ -36,7 +39,7 @@ def assert_clean_error(proc: subprocess.CompletedProcess[str], *needles: str) ->
     [
         (["worker", "--name", "x", "--skill", "11"], "--skill"),
         (["worker", "--name", "x", "--skill", "abc"], "--skill"),
-        (["worker", "--skill", "3"], "--name"),
+        (["worker", "--name", "x"], "--skill"),
         (["worker", "--name", "x", "--skill", "3", "--capacity", "0"], "--capacity"),
         (["manager", "--port", "70000"], "--port"),
         (["manager", "--policy", "random"], "--policy"),
@@ -123,3 +126,34 @@ def test_options_come_from_environment(cluster: Cluster) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["policy"] == "best-fit"
+
+
+def test_status_check_needs_an_answer_and_workers(cluster: Cluster, unused_port: int) -> None:
+    gone = taskmesh("status", "--check", "--port", str(unused_port), "--log-level", "ERROR")
+    assert_clean_error(gone, "no reply from the manager")
+    cluster.manager()
+    port = str(cluster.port)
+    alone = taskmesh("status", "--check", "--port", port)
+    assert_clean_error(alone, "fewer than 1 worker(s) connected")
+    answering = taskmesh("status", "--check", "--min-workers", "0", "--port", port)
+    assert answering.returncode == 0, answering.stderr
+    assert "0 worker(s) connected" in answering.stdout
+    # A worker started without --name is named after its host (in a container: its id).
+    cluster.procs.append(
+        spawn("worker-unnamed", "worker", ["--port", port, "--skill", "2", *FAST], cluster.logs)
+    )
+    deadline = time.monotonic() + 20
+    while (ok := taskmesh("status", "--check", "--port", port)).returncode != 0:
+        assert time.monotonic() < deadline, ok.stderr
+        time.sleep(0.2)
+    assert "1 worker(s) connected" in ok.stdout
+    status = json.loads(taskmesh("status", "--json", "--port", port).stdout)
+    assert [w["name"] for w in status["workers"]] == [socket.gethostname()]
+
+
+def test_manager_binds_bind_not_host(cluster: Cluster) -> None:
+    # TASKMESH_HOST is the workers' and clients' view; --bind (TASKMESH_BIND) wins for the
+    # manager, so an image can bind every interface while its tools talk to 127.0.0.1.
+    cluster.manager("--host", "192.0.2.1", "--bind", "127.0.0.1")
+    proc = taskmesh("status", "--check", "--min-workers", "0", "--port", str(cluster.port))
+    assert proc.returncode == 0, proc.stderr

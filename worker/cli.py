@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import click
 
@@ -14,10 +15,10 @@ from worker.options import common_options, configure_logging, heartbeat_options,
 @click.command("worker")
 @opt(
     "--name",
-    required=True,
+    default=None,
     envvar="TASKMESH_NAME",
     show_envvar=True,
-    help="Display name.",
+    help="Display name (default: the host name; in a container, its id).",
 )
 @opt(
     "--skill",
@@ -66,7 +67,7 @@ from worker.options import common_options, configure_logging, heartbeat_options,
 @heartbeat_options
 @common_options
 def worker_command(
-    name: str,
+    name: str | None,
     skill: int,
     capacity: int,
     time_scale: float,
@@ -86,7 +87,7 @@ def worker_command(
     from worker.server import serve  # after logging is set up
 
     cfg = WorkerConfig(
-        name=name,
+        name=name or socket.gethostname(),
         skill=skill,
         capacity=capacity,
         host=host,
