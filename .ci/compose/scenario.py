@@ -259,7 +259,7 @@ def phase_image() -> None:
     check(bool(cfg.get("Healthcheck")), "no healthcheck")
     find = "find /opt /data /app /src /tmp -name '*.egg-info' -o -name build -o -name '*.whl'"
     leftovers = run(
-        ["docker", "run", "--rm", "--entrypoint", "sh", "taskmesh:local", "-c", f"{find} 2>&1"]
+        ["docker", "run", "--rm", "--entrypoint", "sh", "taskmesh:local", "-c", f"{find} 2>&1; true"]
     )
     leftovers = "\n".join(line for line in leftovers.splitlines() if "No such file" not in line)
     check(not leftovers.strip(), f"build leftovers in the image: {leftovers.split()[:5]}")

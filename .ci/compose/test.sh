@@ -18,7 +18,7 @@ source "$here/daemon.sh"
 
 PYTHON=${PYTHON:-$repo/.venv/bin/python}
 PROJECT=taskmesh-ci-$$-$(date +%s)
-export COMPOSE_PROJECT_NAME=$PROJECT COMPOSE_BAKE=false COMPOSE_PROGRESS=quiet
+export COMPOSE_PROJECT_NAME=$PROJECT COMPOSE_PROGRESS=quiet
 export BASE_IMAGE
 # The cluster's ports on the host: free ones, so that nothing else is disturbed.
 read -r TASKMESH_PUBLISH_PORT TASKMESH_PUBLISH_PUB_PORT < <(python3 -c '
