@@ -95,13 +95,14 @@ phase venv
 report=$(mktemp)
 COMPOSE="$COMPOSE" PROJECT="$PROJECT" TASKMESH="$repo/.venv/bin/taskmesh" \
     TM_REPORT="$report" "$PYTHON" "$here/scenario.py"
-scenario=$(<"$report")
+read -ra scenario <"$report"
 rm -f "$report"
+timings+=("${scenario[@]}")
 phase_start=$(now)
 
 compose --profile demo down --volumes --remove-orphans --timeout 10 >/dev/null 2>&1
 phase down
 
 total=$(awk -v a="$started" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')
-printf 'compose test: PASS in %ss; image %sMB; %s %s\n' "$total" \
-    "$((image_size / 1000000))" "${timings[*]}" "$scenario"
+printf 'compose test: PASS in %ss; image %sMB; %s\n' "$total" \
+    "$((image_size / 1000000))" "${timings[*]}"
