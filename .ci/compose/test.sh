@@ -77,6 +77,13 @@ if docker_ok; then
 else
     command -v dockerd >/dev/null || die "no docker daemon answers and dockerd is missing"
     start_private_dockerd
+    # Our own daemon: whatever an interrupted earlier run left in it goes (a
+    # container with `restart: unless-stopped` would come back with the daemon).
+    mapfile -t stale < <(docker ps -aq)
+    ((${#stale[@]} == 0)) || docker rm --force --volumes "${stale[@]}" >/dev/null
+    mapfile -t stale < <(docker volume ls -q --filter label=com.docker.compose.project)
+    ((${#stale[@]} == 0)) || docker volume rm --force "${stale[@]}" >/dev/null
+    docker network prune --force >/dev/null
 fi
 phase daemon
 
