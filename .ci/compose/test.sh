@@ -91,8 +91,9 @@ bash "$here/base-image.sh"
 phase base
 
 compose build manager >&2
-# Old dangling layers of earlier builds (this image's current ones stay).
-docker image prune -f --filter "until=168h" >/dev/null
+# Earlier builds' images and build cache, after a week (the current ones stay).
+docker image prune --force --filter "until=168h" >/dev/null
+docker builder prune --force --filter "until=168h" >/dev/null
 image_size=$(docker image inspect taskmesh:local --format '{{.Size}}')
 phase build
 
