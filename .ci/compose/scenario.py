@@ -242,6 +242,9 @@ def phase_scale() -> None:
 def phase_stop() -> None:
     containers = compose("ps", "-q").split()
     check(len(containers) == 4 + POOL, f"expected {4 + POOL} containers, got {len(containers)}")
+    # Stopped while running a task: Senior drains (finishes it) within its grace.
+    submit(write_tasks("stop", slow_tasks("stop-slow", 1)))
+    wait_for("Senior running a task", running_on("Senior"), 30)
     compose("stop", timeout=180)
     codes = {
         c[:12]: inspect(c, "{{.Name}} {{.State.Status}} {{.State.ExitCode}}") for c in containers
