@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -288,14 +289,17 @@ def main() -> None:
         ("scale", phase_scale),
         ("stop", phase_stop),
     ]
-    for name, fn in phases:
-        start = time.monotonic()
-        sys.stderr.write(f"== {name}\n")
-        try:
-            fn()
-        except (Failed, subprocess.TimeoutExpired) as exc:
-            sys.exit(f"compose test: phase {name} failed: {exc}")
-        timings.append(f"{name}={time.monotonic() - start:.1f}s")
+    try:
+        for name, fn in phases:
+            start = time.monotonic()
+            sys.stderr.write(f"== {name}\n")
+            try:
+                fn()
+            except (Failed, subprocess.TimeoutExpired) as exc:
+                sys.exit(f"compose test: phase {name} failed: {exc}")
+            timings.append(f"{name}={time.monotonic() - start:.1f}s")
+    finally:
+        shutil.rmtree(TMP, ignore_errors=True)
     Path(os.environ["TM_REPORT"]).write_text(" ".join(timings) + "\n")
 
 
