@@ -81,14 +81,33 @@ def submit_command(file: Any, wait_: bool, as_json: bool, **values: Any) -> None
 
 @main.command("status")
 @json_flag
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Health check: print one line; exit 1 unless the manager answers with "
+    "--min-workers workers connected.",
+)
+@click.option(
+    "--min-workers",
+    type=click.IntRange(0),
+    default=1,
+    show_default=True,
+    help="Connected workers --check requires.",
+)
 @options(ClientConfig)
-def status_command(as_json: bool, **values: Any) -> None:
+def status_command(as_json: bool, check: bool, min_workers: int, **values: Any) -> None:
     """Show the manager's workers and task counts."""
     cfg = _client_config(values)
 
     async def go() -> None:
         async with _connect(cfg) as client:
             reply = await client.status()
+        if check:
+            connected = sum(1 for w in reply.workers if w.state == "connected")
+            click.echo(f"manager {reply.manager_id}: {connected} worker(s) connected")
+            if connected < min_workers:
+                raise click.ClickException(f"fewer than {min_workers} worker(s) connected")
+            return
         click.echo(to_json(reply) if as_json else status_table(reply))
 
     _run(go())

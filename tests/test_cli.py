@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,8 @@ from manager.config import ManagerConfig
 from runtime.settings import specs
 from taskmesh.cli import main
 from taskmesh.config import ClientConfig
-from tests.conftest import Cluster
+from taskmesh.procs import spawn
+from tests.conftest import FAST, Cluster
 from worker.config import WorkerConfig
 
 
@@ -162,3 +165,26 @@ def test_client_options_come_from_environment(cluster: Cluster) -> None:
     result = taskmesh("status", "--json", env={"TASKMESH_PORT": str(cluster.port)})
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["policy"] == "best-fit"
+
+
+def test_status_check_needs_an_answer_and_workers(cluster: Cluster, unused_port: int) -> None:
+    gone = taskmesh("status", "--check", "--port", str(unused_port), "--timeout", "0.3")
+    assert_clean_error(gone, "no reply from the manager")
+    cluster.manager()
+    port = str(cluster.port)
+    alone = taskmesh("status", "--check", "--port", port)
+    assert_clean_error(alone, "fewer than 1 worker(s) connected")
+    answering = taskmesh("status", "--check", "--min-workers", "0", "--port", port)
+    assert answering.exit_code == 0, answering.output
+    assert "0 worker(s) connected" in answering.stdout
+    # A worker started without --name is named after its host (in a container: its id).
+    cluster.procs.append(
+        spawn("worker-unnamed", "worker", ["--port", port, "--skill", "2", *FAST], cluster.logs)
+    )
+    deadline = time.monotonic() + 20
+    while (ok := taskmesh("status", "--check", "--port", port)).exit_code != 0:
+        assert time.monotonic() < deadline, ok.output
+        time.sleep(0.1)
+    assert "1 worker(s) connected" in ok.stdout
+    status = json.loads(taskmesh("status", "--json", "--port", port).stdout)
+    assert [w["name"] for w in status["workers"]] == [socket.gethostname()]
