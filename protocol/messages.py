@@ -311,6 +311,7 @@ class SubmitReply(Message):
     req: int
     accepted: list[str]
     known: list[TaskState]
+    epoch: str = ""  # the manager instance (it holds the watches of a watched submit)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

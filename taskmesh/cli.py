@@ -17,6 +17,7 @@ import click
 from manager.cli import manager_command
 from runtime.logs import configure_logging
 from runtime.settings import from_cli, options
+from taskmesh.bench.cli import bench_command
 from taskmesh.client import Client, ManagerError, ManagerUnavailable
 from taskmesh.config import ClientConfig, DemoConfig, settings_table
 from taskmesh.report import results_table, status_table, to_json
@@ -36,6 +37,7 @@ def main() -> None:
 
 main.add_command(manager_command)
 main.add_command(worker_command)
+main.add_command(bench_command)
 
 
 def _client_config(values: dict[str, Any]) -> ClientConfig:
