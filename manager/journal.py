@@ -66,7 +66,7 @@ class Journal:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
-            self._db.execute("PRAGMA cache_size=-16384")  # 16 MiB of pages: fresh rows stay hot
+            self._db.execute("PRAGMA cache_size=-4096")  # 4 MiB of pages: fresh rows stay hot
             self._db.executescript(SCHEMA)
             self._migrate()
             (last,) = self._db.execute("SELECT coalesce(max(seq), 0) FROM tasks").fetchone()
