@@ -23,7 +23,7 @@ def worker_command(**values: Any) -> None:
     from worker.server import serve  # after logging is set up
 
     try:
-        handlers = load_handlers(cfg.handlers, cfg.process_kinds, cfg.app_dir)
+        handlers = load_handlers(cfg.handlers, cfg.process_kinds, cfg.app_dir, cfg.process_pool)
     except HandlerError as exc:
         raise click.ClickException(f"cannot load handlers: {exc}") from None
     try:
