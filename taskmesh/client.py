@@ -56,8 +56,21 @@ WATCH_BATCH = 5000
 KEEPALIVE = 5.0
 
 
+#: ``progress(done, failed, total)``: tasks final so far, how many of them did not succeed.
+ProgressFn = Callable[[int, int, int], Any]
+
+
 class ManagerUnavailable(ConnectionError):
     """No reply from the manager in time."""
+
+
+class WaitTimeout(TimeoutError):
+    """``wait`` gave up: ``done`` holds the final states it has, ``pending`` the other ids."""
+
+    def __init__(self, message: str, done: list[TaskState], pending: list[str]) -> None:
+        super().__init__(message)
+        self.done = done
+        self.pending = pending
 
 
 class ManagerError(RuntimeError):
@@ -226,25 +239,31 @@ class Client:
         self,
         ids: Sequence[str],
         timeout: float | None = None,
-        progress: Callable[[int, int], Any] | None = None,
+        progress: ProgressFn | None = None,
     ) -> list[TaskState]:
         """Wait until every task in ``ids`` has its final state; returns them in order.
 
         The manager pushes results as they come (tasks submitted with
         ``watch=True`` by this client are already watched).  Survives a
         manager restart: the watches are renewed with the new instance.
-        Raises ``TimeoutError`` after ``timeout`` seconds, ``ManagerError``
-        (code ``unknown``) for ids the manager does not know.
+        Raises ``WaitTimeout`` (a ``TimeoutError`` with the states it has)
+        after ``timeout`` seconds, ``ManagerError`` (code ``unknown``) for ids
+        the manager does not know.
         """
         states: dict[str, TaskState] = {}
-        await self._await_final(ids, timeout, progress, states.__setitem__)
+        try:
+            await self._await_final(ids, timeout, progress, states.__setitem__)
+        except TimeoutError as exc:
+            done = [states[i] for i in ids if i in states]
+            pending = [i for i in ids if i not in states]
+            raise WaitTimeout(str(exc), done, pending) from None
         return [states[i] for i in ids]
 
     async def count(
         self,
         ids: Sequence[str],
         timeout: float | None = None,
-        progress: Callable[[int, int], Any] | None = None,
+        progress: ProgressFn | None = None,
     ) -> Counter[str]:
         """``wait`` that keeps only how many tasks ended with each status (big runs)."""
         tally: Counter[str] = Counter()
@@ -259,17 +278,25 @@ class Client:
         self,
         ids: Sequence[str],
         timeout: float | None,
-        progress: Callable[[int, int], Any] | None,
+        progress: ProgressFn | None,
         sink: Callable[[str, TaskState], Any],
     ) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
         pending = set(ids)
         total = len(pending)
+        failed = 0
+
+        def take(task_id: str, state: TaskState) -> None:
+            nonlocal failed
+            if state.result is None or not state.result.success:
+                failed += 1
+            sink(task_id, state)
+
         last_keepalive = time.monotonic()
         while True:
-            self._collect(pending, sink)
+            self._collect(pending, take)
             if progress is not None:
-                progress(total - len(pending), total)
+                progress(total - len(pending), failed, total)
             if not pending:
                 return
             now = time.monotonic()
@@ -278,7 +305,7 @@ class Client:
             try:
                 unwatched = [i for i in pending if self._watched.get(i) != self.epoch]
                 if unwatched or not self.epoch:
-                    await self._watch(unwatched or [], pending, sink)
+                    await self._watch(unwatched or [], pending, take)
                     last_keepalive = now
                 elif now - last_keepalive >= KEEPALIVE:
                     reply = await self.request(Watch(req=next(self._req)), WatchReply)
@@ -287,7 +314,7 @@ class Client:
                     continue
             except ManagerUnavailable:
                 continue  # the manager may be restarting: watch again when it answers
-            self._collect(pending, sink)
+            self._collect(pending, take)
             if not pending:
                 continue
             left = KEEPALIVE if deadline is None else min(KEEPALIVE, deadline - time.monotonic())

@@ -22,20 +22,27 @@ def _bytes(value: Any) -> Any:
 
 
 def results_table(states: Sequence[TaskState]) -> str:
+    """One row a task; a failure shows its reason, not just its status."""
     rows = []
     for s in states:
         r = s.result
+        error = ""
+        if r is not None and r.error is not None:
+            error = f"{r.error.type}: {r.error.message}".replace("\n", " ")
+            error = error if len(error) <= 60 else error[:57] + "..."
+        elif s.state != "done":
+            error = s.state  # queued, running, or unknown: no result yet
         rows.append(
             [
                 s.id,
                 s.description,
-                s.difficulty,
+                s.difficulty if s.state != "unknown" else "",
                 r.worker if r else "",
                 r.skill if r else "",
-                (r.success if r else "") if s.state == "done" else "",
                 r.status if r else s.state,
                 s.attempt,
                 (r.finished - r.started) if r and r.started else None,
+                error,
             ]
         )
     headers = [
@@ -44,10 +51,10 @@ def results_table(states: Sequence[TaskState]) -> str:
         "difficulty",
         "worker",
         "skill",
-        "success",
         "status",
         "attempt",
         "seconds",
+        "error",
     ]
     return render(headers, rows)
 

@@ -140,7 +140,9 @@ def test_submit_wait_status_results(cluster: Cluster, tmp_path: Path) -> None:
     port = str(cluster.port)
     out = taskmesh("submit", str(tasks), "--wait", "--json", "--port", port, "--timeout", "30")
     assert out.exit_code == 0, out.output
-    states = json.loads(out.stdout)
+    answer = json.loads(out.stdout)
+    assert sorted(answer["accepted"]) == [str(i) for i in range(6)]
+    states = answer["results"]
     assert sorted(s["id"] for s in states) == [str(i) for i in range(6)]
     assert all(s["state"] == "done" and s["result"]["success"] for s in states)
     # Submitting the same ids again is idempotent: nothing new is accepted.

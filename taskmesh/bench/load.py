@@ -146,10 +146,10 @@ class Progress:
         self.started = time.monotonic()
         self._shown = 0.0
 
-    def step(self, size: int) -> Callable[[int, int], None]:
+    def step(self, size: int) -> Callable[[int, int, int], None]:
         last = 0
 
-        def update(done: int, _total: int) -> None:
+        def update(done: int, _failed: int, _total: int) -> None:
             nonlocal last
             self.done += done - last
             last = done
