@@ -23,8 +23,9 @@ from taskmesh.bench.cli import bench_command
 from taskmesh.client import Client, ManagerError, ManagerUnavailable, WaitTimeout
 from taskmesh.config import ClientConfig, DemoConfig, settings_table
 from taskmesh.progress import Progress
-from taskmesh.report import results_table, status_table, to_json
+from taskmesh.report import results_table, status_table
 from taskmesh.taskfile import TaskFileError, parse_tasks
+from taskmesh.views import dumps, status_view, submission_view, task_view
 from worker.cli import worker_command
 
 T = TypeVar("T")
@@ -111,9 +112,8 @@ def submit_command(file: Any, wait_: bool, as_json: bool, **values: Any) -> None
                 _info(f"{len(known)} task(s) already known: {', '.join(known[:10])}", as_json)
             submitted = {"accepted": reply.accepted, "known": known}
             if not wait_:
-                click.echo(
-                    to_json(submitted) if as_json else _submitted(len(reply.accepted), submitted)
-                )
+                view = submission_view(reply.accepted, known)
+                click.echo(dumps(view) if as_json else _submitted(len(reply.accepted), submitted))
                 return
             progress = None if as_json else Progress(len(specs))
             try:
@@ -142,10 +142,7 @@ def _show_results(
 ) -> None:
     """What submit --wait prints: one JSON object (as without --wait, plus the results)."""
     if as_json:
-        out: dict[str, Any] = {**submitted, "results": states}
-        if pending is not None:
-            out["pending"] = pending
-        click.echo(to_json(out))
+        click.echo(dumps(submission_view(**submitted, results=states, pending=pending)))
         return
     click.echo(results_table(states))
     if pending:
@@ -181,7 +178,7 @@ def status_command(as_json: bool, check: bool, min_workers: int, **values: Any) 
             if connected < min_workers:
                 raise click.ClickException(f"fewer than {min_workers} worker(s) connected")
             return
-        click.echo(to_json(reply) if as_json else status_table(reply))
+        click.echo(dumps(status_view(reply)) if as_json else status_table(reply))
 
     _run(go())
 
@@ -197,7 +194,7 @@ def results_command(ids: tuple[str, ...], as_json: bool, **values: Any) -> None:
     async def go() -> None:
         async with _connect(cfg) as client:
             states = await client.tasks(list(ids))
-        click.echo(to_json(states) if as_json else results_table(states))
+        click.echo(dumps([task_view(s) for s in states]) if as_json else results_table(states))
 
     _run(go())
 
@@ -215,7 +212,7 @@ def demo_command(as_json: bool, **values: Any) -> None:
         time_scale=cfg.time_scale, policy=cfg.policy, log=lambda s: _info(s, as_json)
     )
     if as_json:
-        click.echo(to_json(summary))
+        click.echo(dumps({**summary, "tasks": [task_view(s) for s in summary["tasks"]]}))
     else:
         click.echo(results_table(summary["tasks"]))
         click.echo(

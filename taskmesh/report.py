@@ -1,24 +1,11 @@
-"""How the CLI shows things: tables for people, JSON for scripts."""
+"""How the CLI shows things to people: tables (``taskmesh.views`` makes the JSON)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from typing import Any
 
 from protocol import StatusReply, TaskState
-from protocol.codec import plain
 from taskmesh.table import render
-
-
-def to_json(value: Any) -> str:
-    return json.dumps(plain(value), indent=2, default=_bytes)
-
-
-def _bytes(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.hex()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def results_table(states: Sequence[TaskState]) -> str:

@@ -150,9 +150,9 @@ def test_submit_wait_status_results(cluster: Cluster, tmp_path: Path) -> None:
     assert json.loads(again.stdout) == {"accepted": [], "known": [str(i) for i in range(6)]}
     status = json.loads(taskmesh("status", "--json", "--port", port).stdout)
     assert [w["name"] for w in status["workers"]] == ["solo"]
-    assert status["counts"]["done"] == 6
-    assert status["counts"]["succeeded"] == 6
-    assert status["counts"]["journal_commits"] > 0
+    assert status["tasks"]["done"] == 6
+    assert status["tasks"]["succeeded"] == 6
+    assert status["counters"]["journal_commits"] > 0
     table = taskmesh("results", "--port", port)
     assert table.exit_code == 0
     assert table.stdout.splitlines()[0].split()[:2] == ["id", "description"]
@@ -166,7 +166,7 @@ def test_client_options_come_from_environment(cluster: Cluster) -> None:
     cluster.manager()
     result = taskmesh("status", "--json", env={"TASKMESH_PORT": str(cluster.port)})
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["policy"] == "best-fit"
+    assert json.loads(result.stdout)["manager"]["policy"] == "best-fit"
 
 
 def test_status_check_needs_an_answer_and_workers(cluster: Cluster, unused_port: int) -> None:

@@ -104,9 +104,10 @@ def wait_done(path: Path, timeout: float = 240) -> list[dict[str, Any]]:
     """
     for attempt in range(3):
         try:
-            states: list[dict[str, Any]] = taskmesh(
+            answer: dict[str, Any] = taskmesh(
                 "submit", str(path), "--wait", "--timeout", str(timeout), timeout=timeout + 30
             )
+            states: list[dict[str, Any]] = answer["results"]
             return states
         except Failed:
             if attempt == 2:
@@ -206,7 +207,7 @@ def phase_crash() -> None:
 
 def phase_restart() -> None:
     path = write_tasks("restart", slow_tasks("restart-slow", 3) + echo_tasks("restart-echo", 200))
-    epoch = taskmesh("status")["epoch"]
+    epoch = taskmesh("status")["manager"]["epoch"]
     known = len(taskmesh("results"))
     submit(path)
     wait_for("Senior running a task", running_on("Senior"), 30)
@@ -214,7 +215,7 @@ def phase_restart() -> None:
     states = wait_done(path)
     assert_succeeded_once(path, states)
     status = taskmesh("status")
-    check(status["epoch"] != epoch, "the manager was not restarted (same epoch)")
+    check(status["manager"]["epoch"] != epoch, "the manager was not restarted (same epoch)")
     journal = taskmesh("results")
     check(
         len(journal) == known + len(states), f"journal: {known} + {len(states)} != {len(journal)}"
