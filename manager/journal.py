@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
-from manager.store import RECENT_JOURNALED, LiveRow, RecentResults, final_state
+from manager.store import RECENT_JOURNALED, Finished, LiveRow, RecentResults, final_state
 from protocol import TaskResult, TaskSpec, TaskState, TaskStatus, build
 from protocol.codec import pack, plain, unpack
 
@@ -226,13 +226,14 @@ class Journal:
                 out[state.id] = state
         return out
 
-    def page(self, after: int, limit: int) -> list[tuple[int, TaskState]]:
-        """Done tasks after ``seq`` ``after``, in submission order."""
-        cur = self._db.execute(
-            "SELECT seq, spec, result FROM tasks WHERE seq > ? AND state = 'done' "
-            "ORDER BY seq LIMIT ?",
-            (after, limit),
-        )
+    def page(self, after: int, limit: int, where: Finished = None) -> list[tuple[int, TaskState]]:
+        """Done tasks after ``seq`` ``after`` (only those ``where`` wants), in submission order."""
+        sql = "SELECT seq, spec, result FROM tasks WHERE seq > ? AND state = 'done'"
+        args: list[object] = [after]
+        if where is not None:
+            sql += " AND status = ?" if where[1] else " AND status != ?"
+            args.append(where[0])
+        cur = self._db.execute(sql + " ORDER BY seq LIMIT ?", (*args, limit))
         return [(seq, _state(spec, result)) for seq, spec, result in cur]
 
 

@@ -42,6 +42,18 @@ class LiveRow:
     worker: str
 
 
+#: Which finished tasks a page wants: ``None`` all; ``(status, True)`` only that
+#: status; ``(status, False)`` every status but that one.
+Finished = tuple[str, bool] | None
+
+
+def matches(state: TaskState, where: Finished) -> bool:
+    if where is None or state.result is None:
+        return where is None
+    status, equal = where
+    return (state.result.status == status) == equal
+
+
 def final_state(spec: TaskSpec, result: TaskResult) -> TaskState:
     return TaskState(
         id=spec.id,
@@ -81,7 +93,9 @@ class Store(Protocol):
 
     def final(self, ids: Sequence[str]) -> dict[str, TaskState]: ...
 
-    def page(self, after: int, limit: int) -> list[tuple[int, TaskState]]: ...
+    def page(
+        self, after: int, limit: int, where: Finished = None
+    ) -> list[tuple[int, TaskState]]: ...
 
 
 class RecentResults:
@@ -163,9 +177,13 @@ class MemoryStore:
                 out[task_id] = state
         return out
 
-    def page(self, after: int, limit: int) -> list[tuple[int, TaskState]]:
+    def page(self, after: int, limit: int, where: Finished = None) -> list[tuple[int, TaskState]]:
         rows = sorted(
-            ((seq, state) for seq, state in self.recent.items() if seq > after),
+            (
+                (seq, state)
+                for seq, state in self.recent.items()
+                if seq > after and matches(state, where)
+            ),
             key=lambda row: row[0],
         )
         return rows[:limit]

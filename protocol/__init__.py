@@ -59,7 +59,7 @@ from protocol.messages import (
     WorkerInfo,
 )
 from protocol.payload import dataclass, dumps, loads, register
-from protocol.states import RESULT_STATUSES, AgentState, ResultStatus, TaskStatus
+from protocol.states import RESULT_STATUSES, TASK_FILTERS, AgentState, ResultStatus, TaskStatus
 
 __all__ = [
     "DEFAULT_PORT",
@@ -74,6 +74,7 @@ __all__ = [
     "MESSAGE_TYPES",
     "PROTOCOL_VERSION",
     "RESULT_STATUSES",
+    "TASK_FILTERS",
     "TRACEBACK_LIMIT",
     "AgentDetail",
     "AgentRef",

@@ -344,6 +344,7 @@ class TasksRequest(Message):
     req: int
     ids: list[str] = field(default_factory=list)
     after: int = 0
+    state: str = ""  # paging only: just tasks in this state (see TASK_FILTERS)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -16,14 +16,14 @@ from typing import Any, TypeVar
 import click
 
 from manager.cli import manager_command
-from protocol import TaskState
+from protocol import TASK_FILTERS, TaskState
 from runtime.logs import configure_logging
 from runtime.settings import from_cli, options
 from taskmesh.bench.cli import bench_command
 from taskmesh.client import Client, ManagerError, ManagerUnavailable, WaitTimeout
 from taskmesh.config import ClientConfig, DemoConfig, settings_table
 from taskmesh.progress import Progress
-from taskmesh.report import results_table, status_table
+from taskmesh.report import results_csv, results_table, status_table
 from taskmesh.taskfile import TaskFileError, parse_tasks
 from taskmesh.views import dumps, status_view, submission_view, task_view
 from worker.cli import worker_command
@@ -185,18 +185,57 @@ def status_command(as_json: bool, check: bool, min_workers: int, **values: Any) 
 
 @main.command("results")
 @click.argument("ids", nargs=-1)
+@click.option(
+    "--state",
+    type=click.Choice(sorted(s for s in TASK_FILTERS if s)),
+    default=None,
+    help="Only tasks in this state, or with this result ('failed': done without success).",
+)
+@click.option("--limit", type=click.IntRange(1), default=None, help="At most this many tasks.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+)
 @json_flag
 @options(ClientConfig)
-def results_command(ids: tuple[str, ...], as_json: bool, **values: Any) -> None:
-    """Show tasks and their results (IDS, or every task)."""
+def results_command(
+    ids: tuple[str, ...],
+    state: str | None,
+    limit: int | None,
+    fmt: str,
+    as_json: bool,
+    **values: Any,
+) -> None:
+    """Show tasks and their results (IDS, or every task in submission order)."""
     cfg = _client_config(values)
 
     async def go() -> None:
         async with _connect(cfg) as client:
-            states = await client.tasks(list(ids))
-        click.echo(dumps([task_view(s) for s in states]) if as_json else results_table(states))
+            states = await client.tasks(list(ids), state=state or "", limit=limit)
+        if ids and state:
+            states = [s for s in states if s.state == state or _status(s) in _wanted(state)]
+        chosen = states[:limit]
+        if as_json or fmt == "json":
+            click.echo(dumps([task_view(s) for s in chosen]))
+        elif fmt == "csv":
+            click.echo(results_csv(chosen), nl=False)
+        else:
+            click.echo(results_table(chosen))
 
     _run(go())
+
+
+def _status(state: TaskState) -> str:
+    return state.result.status if state.result is not None else ""
+
+
+def _wanted(state: str) -> set[str]:
+    if state == "failed":
+        return {s for s in TASK_FILTERS if s not in ("", "succeeded", "queued", "running", "done")}
+    return {state}
 
 
 @main.command("demo")

@@ -207,20 +207,25 @@ class Client:
     async def status(self) -> StatusReply:
         return await self.request(StatusRequest(req=next(self._req)), StatusReply)
 
-    async def tasks(self, ids: Sequence[str] = ()) -> list[TaskState]:
+    async def tasks(
+        self, ids: Sequence[str] = (), *, state: str = "", limit: int | None = None
+    ) -> list[TaskState]:
         """States of ``ids`` in that order (``unknown`` for ids never submitted),
-        or of every task in submission order when ``ids`` is empty (paged).
+        or of every task in submission order when ``ids`` is empty (paged):
+        only those in ``state`` (a task state, ``failed``, or a result status),
+        at most ``limit``.
         """
         out: list[TaskState] = []
         if not ids:
             after = 0
-            while True:
-                msg = TasksRequest(req=next(self._req), after=after)
+            while limit is None or len(out) < limit:
+                msg = TasksRequest(req=next(self._req), after=after, state=state)
                 reply = await self.request(msg, TasksReply)
                 out += reply.tasks
                 if not reply.next:
-                    return out
+                    break
                 after = reply.next
+            return out[:limit]
         while len(out) < len(ids):
             chunk = list(ids[len(out) : len(out) + 1000])
             reply = await self.request(TasksRequest(req=next(self._req), ids=chunk), TasksReply)

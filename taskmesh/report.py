@@ -2,21 +2,49 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Sequence
 
 from protocol import StatusReply, TaskState
 from taskmesh.table import render
 
+HEADERS = [
+    "id",
+    "description",
+    "difficulty",
+    "worker",
+    "skill",
+    "status",
+    "attempt",
+    "seconds",
+    "error",
+]
+
+
+def results_csv(states: Sequence[TaskState]) -> str:
+    """The results table as CSV (one header line, one line a task)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(HEADERS)
+    writer.writerows(_rows(states, width=None))
+    return out.getvalue()
+
 
 def results_table(states: Sequence[TaskState]) -> str:
     """One row a task; a failure shows its reason, not just its status."""
-    rows = []
+    return render(HEADERS, _rows(states, width=60))
+
+
+def _rows(states: Sequence[TaskState], width: int | None) -> list[list[object]]:
+    rows: list[list[object]] = []
     for s in states:
         r = s.result
         error = ""
         if r is not None and r.error is not None:
             error = f"{r.error.type}: {r.error.message}".replace("\n", " ")
-            error = error if len(error) <= 60 else error[:57] + "..."
+            if width is not None and len(error) > width:
+                error = error[: width - 3] + "..."
         elif s.state != "done":
             error = s.state  # queued, running, or unknown: no result yet
         rows.append(
@@ -32,18 +60,7 @@ def results_table(states: Sequence[TaskState]) -> str:
                 error,
             ]
         )
-    headers = [
-        "id",
-        "description",
-        "difficulty",
-        "worker",
-        "skill",
-        "status",
-        "attempt",
-        "seconds",
-        "error",
-    ]
-    return render(headers, rows)
+    return rows
 
 
 def status_table(reply: StatusReply) -> str:

@@ -456,3 +456,21 @@ def test_paging_walks_every_task_by_cursor(db: Path) -> None:
         assert page.total == 1200
     finally:
         m.close()
+
+
+def test_paging_can_ask_for_one_state_or_result_only(mgr: ManagerHarness) -> None:
+    mgr.join("w1", capacity=3)
+    submit(mgr, *(TaskSpec(id=f"t{i}") for i in range(6)))
+    mgr.deliver("w1", Results(results=[result("t0", "w1"), result("t1", "w1", ok=False)]))
+
+    def page(state: str) -> list[str]:
+        mgr.deliver(CLIENT, TasksRequest(req=9, state=state))
+        return [s.id for s in mgr.router.to(CLIENT, TasksReply)[-1].tasks]
+
+    assert page("succeeded") == ["t0"]
+    assert page("failed") == ["t1"]
+    assert page("done") == ["t0", "t1"]
+    assert page("running") == ["t2", "t3", "t4"]  # t3 and t4 took the freed slots
+    assert page("queued") == ["t5"]
+    mgr.deliver(CLIENT, TasksRequest(req=10, state="sideways"))
+    assert mgr.router.to(CLIENT, Error)[-1].code == "bad_request"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 from pathlib import Path
@@ -103,3 +104,21 @@ def test_progress_on_a_terminal_is_a_live_bar_with_failures() -> None:
     assert "\r" in text  # rewritten in place
     assert "10/10" in text
     assert "failed 2" in text
+
+
+def test_results_filter_limit_and_csv(cluster: Cluster, tmp_path: Path) -> None:
+    cluster.manager()
+    cluster.worker("w", 5, *HANDLERS, "--capacity", "4")
+    wait_until(connected(cluster, 1), what="worker")
+    tasks = [{"id": f"ok{i}", "kind": "noop"} for i in range(3)]
+    tasks += [{"id": f"bad{i}", "kind": "fail"} for i in range(2)]
+    assert submit(cluster, tmp_path, tasks).exit_code == 1
+    port = ["--port", str(cluster.port)]
+    failed = CliRunner().invoke(main, ["results", "--state", "failed", "--format", "csv", *port])
+    assert failed.exit_code == 0, failed.output
+    rows = list(csv.reader(io.StringIO(failed.stdout)))
+    assert rows[0][0] == "id"
+    assert [r[0] for r in rows[1:]] == ["bad0", "bad1"]
+    assert all("always fails" in r[-1] for r in rows[1:])
+    some = CliRunner().invoke(main, ["results", "--limit", "2", "--format", "json", *port])
+    assert [t["id"] for t in json.loads(some.stdout)] == ["ok0", "ok1"]
