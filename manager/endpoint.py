@@ -40,9 +40,9 @@ RECV_BATCH = 256
 #: Messages kept for one agent that is not reading, before it is declared unreachable.
 MAX_STALLED = 10_000
 
-#: A received message: its frames (identity first) and the CURVE key that sent it
-#: (ZeroMQ's ``User-Id``, Z85 text; ``""`` without CURVE).
-Received = tuple[list[bytes], str]
+#: Received messages (each its frames, identity first) and, with CURVE, the key that
+#: sent each (ZeroMQ's ``User-Id``, Z85 text); ``None`` without CURVE.
+Batch = tuple[list[list[bytes]], list[str] | None]
 
 
 class Delivery(enum.Enum):
@@ -61,9 +61,9 @@ class Transport(Protocol):
 
     def open(self) -> None: ...
 
-    async def recv(self) -> Received: ...
-
-    async def recv_nowait(self) -> Received | None: ...
+    async def recv_batch(self, most: int) -> Batch:
+        """Wait for a message; return it with up to ``most - 1`` more already waiting."""
+        ...
 
     def send(self, ident: bytes, body: bytes) -> Delivery:
         """Send now or never: never waits."""
@@ -277,15 +277,16 @@ class Endpoint:
         """Handle whatever is waiting (up to ``RECV_BATCH``), then commit once and reply."""
         while True:
             self._recv_idle = True
-            frames, key = await self.transport.recv()
+            batch, keys = await self.transport.recv_batch(RECV_BATCH)
             self._recv_idle = False
-            self.handle(frames, key)
-            for _ in range(RECV_BATCH - 1):
-                more = await self.transport.recv_nowait()
-                if more is None:
-                    self._drained_at = self.clock()
-                    break
-                self.handle(*more)
+            if len(batch) < RECV_BATCH:  # read to the end: whatever arrived is handled
+                self._drained_at = self.clock()
+            if keys is None:
+                for frames in batch:
+                    self.handle(frames)
+            else:
+                for frames, key in zip(batch, keys, strict=True):
+                    self.handle(frames, key)
             await self.flush()
             await self.room()  # callbacks backed up: stop reading until they catch up
             await asyncio.sleep(0)  # let the timers run between batches

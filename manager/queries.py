@@ -17,6 +17,7 @@ from itertools import islice
 from typing import TYPE_CHECKING
 
 from protocol import (
+    TASK_FILTERS,
     Error,
     ProtocolError,
     StatusReply,
@@ -49,11 +50,16 @@ class Queries:
         service = self.service
         service.watchers.heard(ident)
         viewer = service.admin.viewer()
+        if msg.state not in TASK_FILTERS:
+            why = f"state must be one of {', '.join(sorted(s for s in TASK_FILTERS if s))}"
+            service.admin.post(ident, Error(code="bad_request", message=why, req=msg.req))
+            return
         if msg.ids:
             rows = [(0, state) for state in self.states(msg.ids[:MAX_TASKS_REPLY], viewer)]
             full = False
         else:
-            rows = self.page(min(max(0, msg.after), MAX_CURSOR), MAX_TASKS_REPLY, viewer)
+            after = min(max(0, msg.after), MAX_CURSOR)
+            rows = self.page(after, MAX_TASKS_REPLY, msg.state, viewer)
             full = len(rows) == MAX_TASKS_REPLY
         states = [state for _, state in rows]
         total = self.total(viewer)
@@ -93,12 +99,25 @@ class Queries:
         return self.service.owned[viewer]
 
     def page(
-        self, after: int, limit: int, viewer: str | None = None
+        self, after: int, limit: int, state: str = "", viewer: str | None = None
     ) -> list[tuple[int, TaskState]]:
-        """Tasks after cursor ``after`` in submission order: live and finished, merged."""
-        mine = _after(self.service.book, after, viewer)
-        live = [(t.seq, t.view()) for t in islice(mine, limit)]
-        done = self.service.store.page(after, limit, viewer)
+        """Tasks after cursor ``after`` in submission order, live and finished, merged.
+
+        ``state`` keeps only tasks in that state or with that result (``TASK_FILTERS``);
+        ``viewer`` only that client key's tasks.
+        """
+        live: list[tuple[int, TaskState]] = []
+        if state in ("", TaskStatus.QUEUED, TaskStatus.RUNNING):
+            tasks = _after(self.service.book, after, viewer)
+            if state:
+                tasks = (t for t in tasks if t.state == state)
+            live = [(t.seq, t.view()) for t in islice(tasks, limit)]
+        done: list[tuple[int, TaskState]] = []
+        if state not in (TaskStatus.QUEUED, TaskStatus.RUNNING):
+            where = {"": None, TaskStatus.DONE: None, "failed": ("succeeded", False)}.get(
+                state, (state, True)
+            )
+            done = self.service.store.page(after, limit, where, viewer)
         return sorted([*live, *done], key=lambda row: row[0])[:limit]
 
     def done_count(self) -> int:

@@ -29,8 +29,10 @@ from typing import Protocol
 
 from protocol import TaskResult, TaskSpec, TaskState, TaskStatus
 
-#: Final results the memory keeps for queries (both stores), most recent first out last.
+#: Final results kept in memory: the only record without a journal; with one, a cache
+#: that spares SQLite the reads of fresh results.
 RECENT = 100_000
+RECENT_JOURNALED = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,18 @@ class LiveRow:
     worker: str
     owner: str = ""
     worker_key: str = ""  # the CURVE key of the worker it runs on
+
+
+#: Which finished tasks a page wants: ``None`` all; ``(status, True)`` only that
+#: status; ``(status, False)`` every status but that one.
+Finished = tuple[str, bool] | None
+
+
+def matches(state: TaskState, where: Finished) -> bool:
+    if where is None or state.result is None:
+        return where is None
+    status, equal = where
+    return (state.result.status == status) == equal
 
 
 def final_state(spec: TaskSpec, result: TaskResult) -> TaskState:
@@ -71,7 +85,7 @@ class Store(Protocol):
 
     def next_seq(self) -> int: ...
 
-    def add(self, tasks: Sequence[tuple[int, TaskSpec]], owner: str = "") -> None: ...
+    def add(self, tasks: Sequence[tuple[int, TaskSpec]], owner: str = "") -> list[str]: ...
 
     def assigned(self, rows: Iterable[tuple[int, int, str, str]]) -> None:
         """``(seq, attempt, worker id, worker key)`` of tasks now running."""
@@ -100,7 +114,7 @@ class Store(Protocol):
     def final(self, ids: Sequence[str], owner: str | None = None) -> dict[str, TaskState]: ...
 
     def page(
-        self, after: int, limit: int, owner: str | None = None
+        self, after: int, limit: int, where: Finished = None, owner: str | None = None
     ) -> list[tuple[int, TaskState]]: ...
 
 
@@ -125,6 +139,9 @@ class RecentResults:
             table[entry[1].id] = entry
         while len(table) > self.keep:
             table.popitem(last=False)
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self._done
 
     def get(self, task_id: str) -> tuple[TaskState, str] | None:
         """The final state of ``task_id`` and its owner, if it is among the recent."""
@@ -153,9 +170,13 @@ class MemoryStore:
     def next_seq(self) -> int:
         return self._next
 
-    def add(self, tasks: Sequence[tuple[int, TaskSpec]], owner: str = "") -> None:
-        if tasks:
-            self._next = max(self._next, tasks[-1][0] + 1)
+    def add(self, tasks: Sequence[tuple[int, TaskSpec]], owner: str = "") -> list[str]:
+        """Returns the ids among ``tasks`` it already has a result for."""
+        if not tasks:
+            return []
+        self._next = max(self._next, tasks[-1][0] + 1)
+        recent = self.recent
+        return [spec.id for _, spec in tasks if spec.id in recent]
 
     def assigned(self, rows: Iterable[tuple[int, int, str, str]]) -> None:
         pass
@@ -192,9 +213,15 @@ class MemoryStore:
     def final(self, ids: Sequence[str], owner: str | None = None) -> dict[str, TaskState]:
         return visible(self.final_owned(ids), owner)
 
-    def page(self, after: int, limit: int, owner: str | None = None) -> list[tuple[int, TaskState]]:
+    def page(
+        self, after: int, limit: int, where: Finished = None, owner: str | None = None
+    ) -> list[tuple[int, TaskState]]:
         rows = sorted(
-            ((seq, state) for seq, state in self.recent.items(owner) if seq > after),
+            (
+                (seq, state)
+                for seq, state in self.recent.items(owner)
+                if seq > after and matches(state, where)
+            ),
             key=lambda row: row[0],
         )
         return rows[:limit]

@@ -21,8 +21,8 @@ import zmq.asyncio
 from loguru import logger
 
 from manager.auth import PUB_DOMAIN, ROUTER_DOMAIN, CurveServer
-from manager.endpoint import Delivery, Received
-from runtime.sockets import bind, configure, port_of
+from manager.endpoint import Batch, Delivery
+from runtime.sockets import bind, configure, drain, port_of
 
 #: Attempts (20 ms apart) to bind the PUB's port again after closing it.
 RENEW_TRIES = 100
@@ -61,6 +61,7 @@ class ZmqRouter:
         self._pub = self._ctx.socket(zmq.PUB)
         configure(self._pub, self.max_bytes)
         self._pub.setsockopt(zmq.SNDHWM, 100_000)
+        self._pub_now: zmq.Socket[bytes] = zmq.Socket.shadow(self._pub.underlying)
         try:
             if self.curve is not None:
                 self.curve.start(self._ctx)  # the ZAP handler first: then the sockets
@@ -76,21 +77,16 @@ class ZmqRouter:
     def is_open(self) -> bool:
         return self._router is not None
 
-    async def recv(self) -> Received:
+    async def recv_batch(self, most: int) -> Batch:
+        """Wait for a message; return it with up to ``most - 1`` more already waiting,
+        and with CURVE the key of each (ZeroMQ's ``User-Id``, from ZAP)."""
         assert self._router is not None
         if self.curve is None:
-            return await self._router.recv_multipart(), ""
-        return _with_key(await self._router.recv_multipart(copy=False))
-
-    async def recv_nowait(self) -> Received | None:
-        """The next waiting message, or ``None`` when nothing is waiting."""
-        assert self._router is not None
-        try:
-            if self.curve is None:
-                return await self._router.recv_multipart(flags=zmq.NOBLOCK), ""
-            return _with_key(await self._router.recv_multipart(flags=zmq.NOBLOCK, copy=False))
-        except zmq.Again:
-            return None
+            first = await self._router.recv_multipart()
+            return [first, *drain(self._router, most - 1)], None
+        frames = [await self._router.recv_multipart(copy=False)]
+        frames += drain_frames(self._router, most - 1)
+        return [[f.bytes for f in message] for message in frames], [_key(m) for m in frames]
 
     def send(self, ident: bytes, body: bytes) -> Delivery:
         """Send now if the peer's queue has room; never wait."""
@@ -109,7 +105,11 @@ class ZmqRouter:
         return Delivery.GONE
 
     async def publish(self, body: bytes) -> None:
-        if self._pub is not None:
+        if self._pub is None:
+            return
+        try:  # the plain send costs a microsecond, pyzmq's asyncio one tens
+            self._pub_now.send(body, zmq.NOBLOCK)
+        except zmq.Again:  # at the high-water mark: wait for room like any send
             await self._pub.send(body)
 
     async def renew_pub(self) -> bool:
@@ -142,6 +142,7 @@ class ZmqRouter:
                     return False
                 await asyncio.sleep(0.02)
         self._pub = pub
+        self._pub_now = zmq.Socket.shadow(pub.underlying)
         logger.info("PUB re-opened on {}: every subscriber authenticates again", self.pub_endpoint)
         return True
 
@@ -157,10 +158,22 @@ class ZmqRouter:
         self._router = self._pub = self._ctx = None
 
 
-def _with_key(frames: list[zmq.Frame]) -> Received:
-    """Frames as bytes, and the CURVE key ZAP gave their connection (ZeroMQ's ``User-Id``)."""
+def _key(frames: list[zmq.Frame]) -> str:
+    """The CURVE key ZAP gave the connection a message came on (ZeroMQ's ``User-Id``)."""
     key = frames[-1].get("User-Id")
-    return [f.bytes for f in frames], key if isinstance(key, str) else ""
+    return key if isinstance(key, str) else ""
+
+
+def drain_frames(sock: zmq.asyncio.Socket, most: int) -> list[list[zmq.Frame]]:
+    """``runtime.sockets.drain`` keeping ZeroMQ frames (their properties: ``User-Id``)."""
+    shadow: zmq.Socket[bytes] = zmq.Socket.shadow(sock.underlying)
+    out: list[list[zmq.Frame]] = []
+    try:
+        while len(out) < most:
+            out.append(shadow.recv_multipart(zmq.NOBLOCK, copy=False))
+    except zmq.Again:
+        pass
+    return out
 
 
 def _retrieve(fut: asyncio.Future[Any]) -> None:

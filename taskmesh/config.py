@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from manager.config import policy
 from runtime.config import (
     check_curve_pair,
+    log_format,
     log_level,
     manager_host,
     manager_key,
@@ -28,6 +29,7 @@ class ClientConfig:
         metavar="SECONDS",
     )
     log_level: str = log_level("WARNING")
+    log_format: str = log_format()
     secret_key: str | None = secret_key()
     manager_key: str | None = manager_key()
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from manager.config import ManagerConfig
-from manager.endpoint import Delivery, Received
+from manager.endpoint import Batch, Delivery
 from manager.server import build as build_manager
 from protocol import (
     PROTOCOL_VERSION,
@@ -63,12 +63,9 @@ class FakeRouter:
     def open(self) -> None:
         pass
 
-    async def recv(self) -> Received:
+    async def recv_batch(self, most: int) -> Batch:
         await asyncio.Event().wait()  # tests hand frames to Endpoint.handle directly
         raise AssertionError("unreachable")
-
-    async def recv_nowait(self) -> Received | None:
-        return None
 
     def send(self, ident: bytes, body: bytes) -> Delivery:
         if ident.decode() in self.unreachable:
