@@ -22,7 +22,7 @@ from protocol import TaskSpec
 from tests.conftest import Cluster
 from tests.helpers.netns import PrivateNetwork, unavailable
 from tests.helpers.ops import HANDLERS, status, submit, wait_done, wait_until
-from worker.sockets import port_of
+from runtime.sockets import port_of
 
 pytestmark = pytest.mark.slow
 
@@ -55,7 +55,7 @@ def start(
     """A manager on every address and ``workers`` (name: the address it reaches it at;
     ``a`` has skill 9, the others 3); returns once all are connected."""
     beat = heartbeat(INTERVAL, liveness)
-    cluster.manager("--host", "0.0.0.0", *beat)
+    cluster.manager("--bind", "0.0.0.0", *beat)
     for name, address in workers.items():
         skill = 9 if name == "a" else 3
         cluster.worker(
