@@ -1,9 +1,11 @@
 """A worker's two sockets to the manager: a DEALER for directed traffic, a SUB for broadcasts.
 
 The one I/O module of an agent process.  It replaces the DEALER wholesale
-when the manager goes silent (the Paranoid Pirate way), follows the PUB
-endpoint the manager advertises, never blocks forever on a send, and turns
-frames into messages at one place where peer input may fail.
+when the manager goes silent (the Paranoid Pirate way), and the SUB too, so
+that no new connection waits behind a stalled one; it follows the PUB
+endpoint the manager advertises, bounds reconnecting and heartbeats at the
+ZeroMQ level (``runtime.sockets.liveness_options``), never blocks forever on
+a send, and turns frames into messages at one place where peer input may fail.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ import zmq
 import zmq.asyncio
 from loguru import logger
 
-from protocol import Message, ProtocolError, decode
+from protocol import HEARTBEAT_INTERVAL, LIVENESS, Message, ProtocolError, decode
 from runtime.agent import YIELD_EVERY
-from runtime.sockets import configure, send_frames, tcp
+from runtime.sockets import configure, liveness_options, send_frames, tcp
 from runtime.supervise import cancelling
 
 
@@ -33,6 +35,10 @@ class Link(Protocol):
     def new_dealer(self) -> None: ...
 
     def connect_sub(self, endpoint: str) -> None: ...
+
+    def renew_sub(self) -> None: ...
+
+    def set_heartbeat(self, interval: float, liveness: int) -> None: ...
 
     def close(self, last_words: bytes | None = None) -> None: ...
 
@@ -59,6 +65,8 @@ class ManagerLink:
         self._sub: zmq.asyncio.Socket | None = None
         self._sent = 0
         self._received = 0
+        self._interval = HEARTBEAT_INTERVAL
+        self._liveness = LIVENESS
 
     def open(self) -> None:
         self._ctx = zmq.asyncio.Context()
@@ -71,6 +79,10 @@ class ManagerLink:
             self._dealer.close(linger=0)
         self._dealer = self._ctx.socket(zmq.DEALER)
         configure(self._dealer, self.max_bytes)
+        # No TTL: the manager must not discard what it queued for a worker that
+        # is only unreachable; if this connection lives through the outage, TCP
+        # delivers it, and if it is replaced, the worker registers with `holding`.
+        liveness_options(self._dealer, self._interval, self._liveness, ttl=False)
         self._dealer.setsockopt(zmq.IDENTITY, self.identity.encode())
         self._dealer.setsockopt(zmq.IMMEDIATE, 1)  # queue only on a live connection
         self._dealer.connect(self.endpoint)
@@ -84,9 +96,26 @@ class ManagerLink:
             self._sub.close(linger=0)
         self._sub = self._ctx.socket(zmq.SUB)
         configure(self._sub, self.max_bytes)
+        liveness_options(self._sub, self._interval, self._liveness)
         self._sub.setsockopt(zmq.SUBSCRIBE, b"")
         self._sub.connect(endpoint)
         self.sub_endpoint = endpoint
+
+    def renew_sub(self) -> None:
+        """A fresh SUB on the same endpoint: never wait behind a stalled connection."""
+        endpoint, self.sub_endpoint = self.sub_endpoint, ""
+        if endpoint:
+            self.connect_sub(endpoint)
+
+    def set_heartbeat(self, interval: float, liveness: int) -> None:
+        """Heartbeat and reconnect timing (the manager's, from ``welcome``) for every connection."""
+        if (interval, liveness) == (self._interval, self._liveness):
+            return
+        self._interval, self._liveness = interval, liveness
+        if self._dealer is not None:  # applies to its next connection
+            liveness_options(self._dealer, interval, liveness, ttl=False)
+        if self._sub is not None:
+            liveness_options(self._sub, interval, liveness)
 
     def close(self, last_words: bytes | None = None) -> None:
         if last_words is not None:
@@ -152,7 +181,7 @@ class ManagerLink:
             except (zmq.ZMQError, asyncio.CancelledError):
                 if sub is self._sub or cancelling():
                     raise
-                continue  # replaced after a manager restart
+                continue  # replaced (a new PUB endpoint, or renewed)
             self._received += 1
             if self._received % YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # a flood of broadcasts must not starve heartbeats
