@@ -19,10 +19,10 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from protocol import TaskSpec
+from runtime.sockets import port_of
 from tests.conftest import Cluster
 from tests.helpers.netns import PrivateNetwork, unavailable
 from tests.helpers.ops import HANDLERS, status, submit, wait_done, wait_until
-from runtime.sockets import port_of
 
 pytestmark = pytest.mark.slow
 
@@ -95,10 +95,6 @@ def pub_port(cluster: Cluster) -> int:
     return port_of(info["pub_endpoint"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12.1: the rejoined worker waits out TCP's backoff on its old SUB connection",
-)
 def test_worker_is_connected_again_within_heartbeats_of_a_partition_healing(
     net: PrivateNetwork, cluster: Cluster
 ) -> None:
@@ -121,16 +117,12 @@ def test_worker_is_connected_again_within_heartbeats_of_a_partition_healing(
     assert took <= REJOIN_INTERVALS, f"connected {took:.1f} heartbeat intervals after the heal"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12.2: TCP's retransmission spacing stretches a short drop past the window",
-)
 def test_drops_shorter_than_the_liveness_window_keep_the_task_on_its_worker(
     net: PrivateNetwork, cluster: Cluster
 ) -> None:
     start(cluster, {"a": A}, capacity=4)
     drop = WINDOW * 2 / 3  # as the issue's 2 s out of the default 3 s
-    drops = 4  # today each drop loses the worker most of the time, not always (a race)
+    drops = 4  # without the requeue grace each drop lost the worker most of the time (a race)
     between = 2 * WINDOW  # watched after each drop
     hold = drops * (drop + between) + 2 * WINDOW  # t runs through all of it
     # difficulty 8: only a (skill 9) may run it, so a re-run could only show as a new attempt
@@ -157,10 +149,6 @@ def test_drops_shorter_than_the_liveness_window_keep_the_task_on_its_worker(
     assert done.result.attempt == 1, f"t ran {done.result.attempt} times"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12.3: liveness is checked on the DEALER only; a dead SUB goes unnoticed",
-)
 def test_cut_broadcast_channel_is_noticed_and_repaired(
     net: PrivateNetwork, cluster: Cluster
 ) -> None:
