@@ -79,13 +79,13 @@ def first_time(check: Callable[[], bool], timeout: float) -> float | None:
     return None
 
 
-def running(cluster: Cluster, task_id: str = "t") -> int:
-    """The attempt of ``task_id`` while it is running (0 when not): 1 means never re-queued."""
+def task_state(cluster: Cluster, task_id: str = "t") -> tuple[str, int]:
+    """``task_id``'s state and attempt: ``("running", 1)`` while its first attempt runs."""
 
-    async def go() -> int:
+    async def go() -> tuple[str, int]:
         async with cluster.client() as c:
             (task,) = await c.tasks([task_id])
-            return task.attempt if task.state == "running" else 0
+            return task.state, task.attempt
 
     return cluster.run(go())
 
@@ -127,7 +127,7 @@ def test_drops_shorter_than_the_liveness_window_keep_the_task_on_its_worker(
     hold = drops * (drop + between) + 2 * WINDOW  # t runs through all of it
     # difficulty 8: only a (skill 9) may run it, so a re-run could only show as a new attempt
     submit(cluster, [TaskSpec(id="t", kind="sleep", payload=hold, difficulty=8)])
-    wait_until(lambda: running(cluster) == 1, what="t running")
+    wait_until(lambda: task_state(cluster) == ("running", 1), what="t running")
     # A busy worker: results flow all the time, so each drop catches data in flight, which
     # TCP then retransmits 0.2 s and 0.6 s after the loss (the issue's case; an idle
     # worker's next heartbeat may simply go out after the drop).
@@ -139,7 +139,9 @@ def test_drops_shorter_than_the_liveness_window_keep_the_task_on_its_worker(
             time.sleep(drop)
         watch_until = time.monotonic() + between
         while time.monotonic() < watch_until:
-            assert running(cluster) == 1, f"t was taken from a after drop {n + 1} of {drop:.1f}s"
+            # Done is fine (a loaded machine stretches the drops past t's end), re-queued is not.
+            now = task_state(cluster)
+            assert now in {("running", 1), ("done", 1)}, f"t after drop {n + 1}: {now}"
             time.sleep(0.05)
     assert net.dropped() > 0
     (done,) = wait_done(cluster, ["t"])

@@ -15,6 +15,7 @@ import pytest
 from protocol import (
     PROTOCOL_VERSION,
     Assign,
+    Bye,
     Drain,
     Heartbeat,
     Job,
@@ -348,30 +349,55 @@ def test_a_silent_manager_renews_both_sockets_with_its_timing() -> None:
     assert link.heartbeat == (0.5, 4)  # sockets made from now on use the manager's timing
 
 
-def test_a_probing_worker_renews_its_sub_until_the_probe_comes() -> None:
+def welcome(epoch: str = EPOCH) -> Welcome:
+    return Welcome(
+        version=PROTOCOL_VERSION,
+        manager_id="m",
+        manager_name="m",
+        epoch=epoch,
+        pub_endpoint="tcp://127.0.0.1:2",
+        heartbeat_interval=1.0,
+        liveness=3,
+    )
+
+
+def test_a_probing_worker_renews_its_sub_then_registers_again() -> None:
     worker, _, link, clock = worker_with_fakes(handlers())
     connect(worker, clock)
     worker.handle(Heartbeat(epoch="e2", time=0))  # a new manager instance
     worker.keep_session(clock())
-    worker.handle(
-        Welcome(
-            version=PROTOCOL_VERSION,
-            manager_id="m",
-            manager_name="m",
-            epoch="e2",
-            pub_endpoint="tcp://127.0.0.1:2",
-            heartbeat_interval=1.0,
-            liveness=3,
-        )
-    )
+    worker.handle(welcome("e2"))
     assert worker.session == Session.PROBING
     beats(worker, clock, 3.0, pub=False)
     assert link.subs == 1  # a window without its probe ...
     beats(worker, clock, 0.5, pub=False)
     assert link.subs == 2  # ... and the SUB is renewed
-    beats(worker, clock, 3.5, pub=False)
-    assert link.subs == 3
-    assert worker.session == Session.PROBING
+    registers = len(link.of(Register))
+    beats(worker, clock, 3.0, pub=False)  # two windows: perhaps nobody probes us
+    assert worker.session == Session.OFFLINE
+    worker.keep_session(clock())
+    assert len(link.of(Register)) == registers + 1
+    worker.handle(welcome("e2"))
     worker.handle_published(Probe(agent_id=worker.id, epoch="e2"))
     assert worker.session == Session.CONNECTED
     assert link.of(Ready)[-1].epoch == "e2"
+
+
+def test_a_late_welcome_does_not_undo_a_connection() -> None:
+    worker, _, link, clock = worker_with_fakes(handlers())
+    connect(worker, clock)
+    worker.handle(Bye(reason="restart"))  # offline: registers every 0.25 s until welcomed
+    for _ in range(2):
+        clock.advance(0.25)
+        worker.keep_session(clock())
+    assert len(link.of(Register)) == 3
+    worker.handle(welcome())  # the answer to the first register
+    worker.handle_published(Probe(agent_id=worker.id, epoch=EPOCH))
+    assert worker.session == Session.CONNECTED
+    worker.handle(welcome())  # the answer to the second: the manager probes a new record
+    assert worker.session == Session.CONNECTED
+    readies = len(link.of(Ready))
+    worker.handle_published(Probe(agent_id=worker.id, epoch=EPOCH))
+    assert len(link.of(Ready)) == readies + 1  # the new record is proven as well
+    beats(worker, clock, 10.0)
+    assert worker.session == Session.CONNECTED

@@ -55,8 +55,8 @@ class Session(StrEnum):
 
 
 FATAL_ERRORS = {"version", "workspace", "identity", "registration"}
-#: Seconds in PROBING before the worker warns that no probe arrives on its SUB.
-PROBE_PATIENCE = 5.0
+#: Liveness windows in PROBING without a probe before the worker registers again.
+PROBE_WINDOWS = 2
 
 
 class WorkerRefused(RuntimeError):
@@ -261,11 +261,13 @@ class Worker(AgentBase):
             logger.trace("{}: heartbeat {}", self.name, "sent" if sent else "not sent")
 
     def _sub_silent(self, now: float) -> bool:
-        """Renew a SUB that hears nothing; while connected, also register again (``True``).
+        """Renew a SUB that hears nothing; register again if that is not enough (``True``).
 
         Connected, a SUB that heard none of the manager's heartbeats on PUB
         for the window is presumed dead: broadcasts were missed.  Probing, a
-        SUB that brought no probe for a window is renewed.
+        SUB that brought no probe for a window is renewed, and after
+        ``PROBE_WINDOWS`` windows the worker registers again (the manager may
+        be probing nobody: it took a ``ready`` for an earlier registration).
         """
         window = self.interval * self.liveness
         if self.session == Session.CONNECTED:
@@ -282,22 +284,24 @@ class Worker(AgentBase):
             self._renew_sub(now)
             return True
         if self.session == Session.PROBING:
+            if now - self._probing_since > PROBE_WINDOWS * window:
+                logger.warning(
+                    "{}: no probe from the manager on {} for {:.1f}s (a fresh SUB every {:.1f}s); "
+                    "registering again. If this repeats: is that PUB address and port reachable "
+                    "from here?",
+                    self.name,
+                    self.link.sub_endpoint,
+                    now - self._probing_since,
+                    window,
+                )
+                self._go_offline()
+                self._renew_sub(now)
+                return True
             if now - self._sub_renewed > window:
                 logger.debug(
                     "{}: no probe on {} yet; renewing the SUB", self.name, self.link.sub_endpoint
                 )
                 self._renew_sub(now)
-            if now - self._probing_since > PROBE_PATIENCE:
-                self._probing_since = now
-                logger.warning(
-                    "{}: no probe from the manager on {} for {:.0f}s, on a fresh SUB every {:.1f}s "
-                    "while the manager answers on the DEALER: is that PUB address and port "
-                    "reachable from here (firewall, advertised address)?",
-                    self.name,
-                    self.link.sub_endpoint,
-                    PROBE_PATIENCE,
-                    window,
-                )
         return False
 
     def _renew_sub(self, now: float) -> None:
@@ -346,6 +350,11 @@ class Worker(AgentBase):
             self._refuse(f"manager speaks protocol {msg.version}, this worker {PROTOCOL_VERSION}")
             return
         restarted = bool(self.epoch) and msg.epoch != self.epoch
+        if self.session == Session.CONNECTED and not restarted:
+            # Answers a register sent before a probe connected us (we register every 0.25 s
+            # until welcomed): stay connected; the probes of the manager's new record are
+            # answered with ``ready`` all the same (``_on_probe``).
+            return
         self.epoch = msg.epoch
         self.manager_id = msg.manager_id
         self.interval = msg.heartbeat_interval
