@@ -211,9 +211,9 @@ class Admin(AgentBase):
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 while idents:
-                    frames = await self.transport.recv()
-                    if len(frames) == 2 and frames[0] in idents and _is_register(frames[1]):
-                        idents.discard(frames[0])
+                    for frames in await self.transport.recv_batch(256):
+                        if len(frames) == 2 and frames[0] in idents and _is_register(frames[1]):
+                            idents.discard(frames[0])
 
     def post(self, ident: bytes, msg: Message | bytes) -> None:
         """Send to one peer after the current batch is committed."""

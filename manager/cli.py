@@ -18,7 +18,7 @@ from runtime.settings import from_cli, options
 def manager_command(**values: Any) -> None:
     """Run the manager: listen on BIND:PORT and hand tasks to workers by skill."""
     cfg = from_cli(ManagerConfig, values)
-    configure_logging(cfg.log_level)
+    configure_logging(cfg.log_level, cfg.log_format, cfg.name)
     from manager.server import serve  # after logging is set up
 
     try:

@@ -38,9 +38,9 @@ class Transport(Protocol):
 
     def open(self) -> None: ...
 
-    async def recv(self) -> list[bytes]: ...
-
-    async def recv_nowait(self) -> list[bytes] | None: ...
+    async def recv_batch(self, most: int) -> list[list[bytes]]:
+        """Wait for a message; return it with up to ``most - 1`` more already waiting."""
+        ...
 
     async def send(self, ident: bytes, body: bytes) -> bool: ...
 
@@ -158,15 +158,12 @@ class Endpoint:
         """Handle whatever is waiting (up to ``RECV_BATCH``), then commit once and reply."""
         while True:
             self._recv_idle = True
-            frames = await self.transport.recv()
+            batch = await self.transport.recv_batch(RECV_BATCH)
             self._recv_idle = False
-            self.handle(frames)
-            for _ in range(RECV_BATCH - 1):
-                more = await self.transport.recv_nowait()
-                if more is None:
-                    self._drained_at = self.clock()
-                    break
-                self.handle(more)
+            if len(batch) < RECV_BATCH:  # read to the end: whatever arrived is handled
+                self._drained_at = self.clock()
+            for frames in batch:
+                self.handle(frames)
             await self.flush()
             await self.room()  # callbacks backed up: stop reading until they catch up
             await asyncio.sleep(0)  # let the timers run between batches

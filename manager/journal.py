@@ -16,10 +16,11 @@ results also from memory (``RecentResults``).
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
-from manager.store import RECENT, LiveRow, RecentResults, final_state
+from manager.store import RECENT_JOURNALED, Finished, LiveRow, RecentResults, final_state
 from protocol import TaskResult, TaskSpec, TaskState, TaskStatus, build
 from protocol.codec import pack, plain, unpack
 
@@ -38,6 +39,8 @@ DROP INDEX IF EXISTS tasks_state;
 """
 #: Ids per ``IN (...)`` query (SQLite's default limit on bound variables is 32,766).
 CHUNK = 500
+#: Seconds an assignment waits before it is written (most short tasks finish first).
+ASSIGN_DELAY = 0.2
 
 
 class JournalError(RuntimeError):
@@ -47,14 +50,23 @@ class JournalError(RuntimeError):
 class Journal:
     durable = True
 
-    def __init__(self, path: str, *, fsync: bool = False, keep: int = RECENT) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        fsync: bool = False,
+        keep: int = RECENT_JOURNALED,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.path = path
+        self.clock = clock
         self.commits = 0
         self.recent = RecentResults(keep)
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
+            self._db.execute("PRAGMA cache_size=-4096")  # 4 MiB of pages: fresh rows stay hot
             self._db.executescript(SCHEMA)
             self._migrate()
             (last,) = self._db.execute("SELECT coalesce(max(seq), 0) FROM tasks").fetchone()
@@ -62,6 +74,7 @@ class Journal:
             raise JournalError(f"cannot use {path!r} as the journal: {exc}") from None
         self._next = int(last) + 1
         self._open = False
+        self._assigned: dict[int, tuple[int, str, float]] = {}  # seq -> not yet written
 
     def _migrate(self) -> None:
         """Journals written before the ``status`` column: add it and fill it in."""
@@ -82,41 +95,86 @@ class Journal:
     def next_seq(self) -> int:
         return self._next
 
-    def add(self, tasks: Sequence[tuple[int, TaskSpec]]) -> None:
+    def add(self, tasks: Sequence[tuple[int, TaskSpec]]) -> list[str]:
+        """Record new tasks; returns the ids among them that the journal already has.
+
+        One statement; only when some id was known (a resubmission of a
+        finished task) does it look further.
+        """
         if not tasks:
-            return
-        self._begin().executemany(
-            "INSERT INTO tasks(seq, id, spec, state) VALUES (?, ?, ?, 'queued')",
-            [(seq, spec.id, pack(plain(spec))) for seq, spec in tasks],
-        )
+            return []
         self._next = max(self._next, tasks[-1][0] + 1)
+        rows = [(seq, spec.id, pack(plain(spec))) for seq, spec in tasks]
+        db = self._begin()
+        cur = db.executemany(
+            "INSERT OR IGNORE INTO tasks(seq, id, spec, state) VALUES (?, ?, ?, 'queued')", rows
+        )
+        if cur.rowcount == len(rows):
+            return []
+        ours = {task_id: seq for seq, task_id, _ in rows}
+        known = []
+        for start in range(0, len(rows), CHUNK):
+            chunk = [task_id for _, task_id, _ in rows[start : start + CHUNK]]
+            marks = ",".join("?" * len(chunk))
+            for task_id, seq in db.execute(
+                f"SELECT id, seq FROM tasks WHERE id IN ({marks})", chunk
+            ):
+                if ours[task_id] != seq:
+                    known.append(task_id)
+        return known
 
     def assigned(self, rows: Iterable[tuple[int, int, str]]) -> None:
-        """``(seq, attempt, worker_id)`` of tasks now running."""
-        self._begin().executemany(
-            "UPDATE tasks SET state='running', attempt=?, worker=? WHERE seq=?",
-            [(attempt, worker, seq) for seq, attempt, worker in rows],
-        )
+        """``(seq, attempt, worker_id)`` of tasks now running.
+
+        Written at the first commit at least ``ASSIGN_DELAY`` later, and not at
+        all for a task that finished or went back to the queue meanwhile: a
+        short task costs no assignment write.  Should the manager die before,
+        the journal shows the task queued; its worker names it in ``holding``
+        when it registers with the new instance, which adopts it.
+        """
+        now = self.clock()
+        for seq, attempt, worker in rows:
+            self._assigned[seq] = (attempt, worker, now)
 
     def requeued(self, seq: int) -> None:
+        self._assigned.pop(seq, None)
         self._begin().execute("UPDATE tasks SET state='queued', worker='' WHERE seq=?", (seq,))
 
     def finished(self, done: Sequence[tuple[int, TaskSpec, TaskResult]]) -> None:
         if not done:
             return
+        for seq, _, _ in done:
+            self._assigned.pop(seq, None)
         self._begin().executemany(
             "UPDATE tasks SET state='done', attempt=?, worker=?, status=?, result=? WHERE seq=?",
             [(r.attempt, r.worker_id, str(r.status), pack(plain(r)), seq) for seq, _, r in done],
         )
         self.recent.put(done)
 
+    def _write_assignments(self, all_: bool = False) -> None:
+        limit = self.clock() - ASSIGN_DELAY
+        due = [
+            (attempt, worker, seq)
+            for seq, (attempt, worker, at) in self._assigned.items()
+            if all_ or at <= limit
+        ]
+        if due:
+            self._begin().executemany(
+                "UPDATE tasks SET state='running', attempt=?, worker=? WHERE seq=?", due
+            )
+            for _, _, seq in due:
+                del self._assigned[seq]
+
     def commit(self) -> None:
+        if self._assigned:
+            self._write_assignments()
         if self._open:
             self._db.execute("COMMIT")
             self._open = False
             self.commits += 1
 
     def close(self) -> None:
+        self._write_assignments(all_=True)
         self.commit()
         self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._db.close()
@@ -168,13 +226,14 @@ class Journal:
                 out[state.id] = state
         return out
 
-    def page(self, after: int, limit: int) -> list[tuple[int, TaskState]]:
-        """Done tasks after ``seq`` ``after``, in submission order."""
-        cur = self._db.execute(
-            "SELECT seq, spec, result FROM tasks WHERE seq > ? AND state = 'done' "
-            "ORDER BY seq LIMIT ?",
-            (after, limit),
-        )
+    def page(self, after: int, limit: int, where: Finished = None) -> list[tuple[int, TaskState]]:
+        """Done tasks after ``seq`` ``after`` (only those ``where`` wants), in submission order."""
+        sql = "SELECT seq, spec, result FROM tasks WHERE seq > ? AND state = 'done'"
+        args: list[object] = [after]
+        if where is not None:
+            sql += " AND status = ?" if where[1] else " AND status != ?"
+            args.append(where[0])
+        cur = self._db.execute(sql + " ORDER BY seq LIMIT ?", (*args, limit))
         return [(seq, _state(spec, result)) for seq, spec, result in cur]
 
 

@@ -13,6 +13,7 @@ from itertools import islice
 from typing import TYPE_CHECKING
 
 from protocol import (
+    TASK_FILTERS,
     Error,
     ProtocolError,
     StatusReply,
@@ -44,11 +45,16 @@ class Queries:
     def on_tasks(self, ident: bytes, msg: TasksRequest) -> None:
         service = self.service
         service.watchers.heard(ident)
+        if msg.state not in TASK_FILTERS:
+            why = f"state must be one of {', '.join(sorted(s for s in TASK_FILTERS if s))}"
+            service.admin.post(ident, Error(code="bad_request", message=why, req=msg.req))
+            return
         if msg.ids:
             rows = [(0, state) for state in self.states(msg.ids[:MAX_TASKS_REPLY])]
             full = False
         else:
-            rows = self.page(min(max(0, msg.after), MAX_CURSOR), MAX_TASKS_REPLY)
+            after = min(max(0, msg.after), MAX_CURSOR)
+            rows = self.page(after, MAX_TASKS_REPLY, msg.state)
             full = len(rows) == MAX_TASKS_REPLY
         states = [state for _, state in rows]
         total = len(service.book) + self.done_count()
@@ -80,10 +86,23 @@ class Queries:
             live.get(i) or final.get(i) or TaskState(id=i, state=unknown, attempt=0) for i in ids
         ]
 
-    def page(self, after: int, limit: int) -> list[tuple[int, TaskState]]:
-        """Tasks after cursor ``after`` in submission order: live and finished, merged."""
-        live = [(t.seq, t.view()) for t in islice(_after(self.service.book, after), limit)]
-        done = self.service.store.page(after, limit)
+    def page(self, after: int, limit: int, state: str = "") -> list[tuple[int, TaskState]]:
+        """Tasks after cursor ``after`` in submission order, live and finished, merged.
+
+        ``state`` keeps only tasks in that state or with that result (``TASK_FILTERS``).
+        """
+        live: list[tuple[int, TaskState]] = []
+        if state in ("", TaskStatus.QUEUED, TaskStatus.RUNNING):
+            tasks = _after(self.service.book, after)
+            if state:
+                tasks = (t for t in tasks if t.state == state)
+            live = [(t.seq, t.view()) for t in islice(tasks, limit)]
+        done: list[tuple[int, TaskState]] = []
+        if state not in (TaskStatus.QUEUED, TaskStatus.RUNNING):
+            where = {"": None, TaskStatus.DONE: None, "failed": ("succeeded", False)}.get(
+                state, (state, True)
+            )
+            done = self.service.store.page(after, limit, where)
         return sorted([*live, *done], key=lambda row: row[0])[:limit]
 
     def done_count(self) -> int:

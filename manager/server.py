@@ -28,7 +28,9 @@ def build(
     clock: Callable[[], float] = time.monotonic,
 ) -> tuple[Admin, TaskService]:
     """The manager's parts, wired: an ``Admin`` and its ``TaskService`` over ``cfg.db``."""
-    store: Store = MemoryStore() if cfg.db == ":memory:" else Journal(cfg.db, fsync=cfg.fsync)
+    store: Store = (
+        MemoryStore() if cfg.db == ":memory:" else Journal(cfg.db, fsync=cfg.fsync, clock=clock)
+    )
     admin = Admin(config=cfg, role="manager", transport=transport, clock=clock)
     service = TaskService(admin, store)
     admin.use(service)

@@ -39,6 +39,7 @@ from protocol import (
     Submit,
     SubmitReply,
     TaskResult,
+    TaskSpec,
     TasksRequest,
     TaskState,
     TaskStatus,
@@ -90,26 +91,50 @@ class TaskService(AdminHooks):
 
     def _on_submit(self, ident: bytes, msg: Submit) -> None:
         self.watchers.heard(ident)
-        fresh = [s for s in msg.tasks if self.book.get(s.id) is None]
-        done = self.store.final([s.id for s in fresh]) if fresh else {}
+        fresh: dict[str, TaskSpec] = {}
+        for spec in msg.tasks:
+            if spec.id not in fresh and self.book.get(spec.id) is None:
+                fresh[spec.id] = spec
+        refusal = self._refusal(msg, fresh)
+        if refusal is not None:
+            self.admin.post(ident, refusal)
+            return
+        first = self.store.next_seq()
+        rows = [(first + n, spec) for n, spec in enumerate(fresh.values())]
+        recorded = self.store.add(rows)  # ids that already have a final result
+        done = self.store.final(recorded) if recorded else {}
+        accepted = [spec.id for seq, spec in rows if spec.id not in done]
+        for seq, spec in rows:
+            if spec.id not in done:
+                self.book.submit(spec, seq)
+        known, watched = self._report(ident, msg, set(accepted), done)
+        if msg.watch:
+            self.watchers.watch(ident, watched)
+        reply = SubmitReply(req=msg.req, accepted=accepted, known=known, epoch=self.admin.epoch)
+        self.admin.post(ident, reply)
+        if accepted:
+            logger.debug("accepted {} task(s), {} already known", len(accepted), len(known))
+            self.schedule()
+
+    def _refusal(self, msg: Submit, fresh: dict[str, TaskSpec]) -> Error | None:
+        """Why the whole ``submit`` is refused (``busy``, ``too_large``), if it is."""
         queued = self.book.queued
-        new_count = len(fresh) - len(done)
-        if new_count and queued + new_count > self.config.max_queued:
+        if queued + len(fresh) > self.config.max_queued and self._over_limit(fresh):
             self.admin.counters["submits_refused"] += 1
             why = f"{queued} tasks queued (limit {self.config.max_queued}); retry later"
-            self.admin.post(ident, Error(code="busy", message=why, req=msg.req))
-            return
+            return Error(code="busy", message=why, req=msg.req)
         if self.admin.endpoint.current_size > MAX_ITEM_BYTES:  # one task may be too large
-            big = next((s.id for s in msg.tasks if encoded_size(s) > MAX_ITEM_BYTES), None)
+            big = next((s.id for s in fresh.values() if encoded_size(s) > MAX_ITEM_BYTES), None)
             if big is not None:
-                why = (
-                    f"task {big[:64]!r} is over {MAX_ITEM_BYTES} bytes; "
-                    "pass large data by reference"
-                )
-                self.admin.post(ident, Error(code="too_large", message=why, req=msg.req))
-                return
-        seq = self.store.next_seq()
-        new = []
+                self.admin.counters["submits_refused"] += 1
+                why = f"task {big[:64]!r} is over {MAX_ITEM_BYTES} bytes; pass data by reference"
+                return Error(code="too_large", message=why, req=msg.req)
+        return None
+
+    def _report(
+        self, ident: bytes, msg: Submit, new: set[str], done: dict[str, TaskState]
+    ) -> tuple[list[TaskState], list[str]]:
+        """The known tasks of a submit (by state), and the ids to watch for its sender."""
         known: list[TaskState] = []
         watched: list[str] = []
         for spec in msg.tasks:
@@ -119,22 +144,19 @@ class TaskService(AdminHooks):
                 if msg.watch:
                     self.push(ident, [final])
                 continue
-            live = self.book.get(spec.id)
-            if live is not None:  # known, or twice in this message
-                known.append(_without_result(live.view()))
+            if spec.id in new:
+                new.discard(spec.id)  # a second copy in this message is reported as known
             else:
-                live = self.book.submit(spec, seq)
-                new.append((seq, spec))
-                seq += 1
+                live = self.book.get(spec.id)
+                assert live is not None
+                known.append(_without_result(live.view()))
             watched.append(spec.id)
-        self.store.add(new)
-        if msg.watch:
-            self.watchers.watch(ident, watched)
-        accepted = [spec.id for _, spec in new]
-        self.admin.post(ident, SubmitReply(req=msg.req, accepted=accepted, known=known))
-        if new:
-            logger.debug("accepted {} task(s), {} already known", len(new), len(known))
-            self.schedule()
+        return known, watched
+
+    def _over_limit(self, fresh: dict[str, TaskSpec]) -> bool:
+        """Whether the new ones among ``fresh`` (not already finished) exceed ``max_queued``."""
+        done = self.store.final(list(fresh))
+        return self.book.queued + len(fresh) - len(done) > self.config.max_queued
 
     # ------------------------------------------------------------------ workers
 

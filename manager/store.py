@@ -25,8 +25,10 @@ from typing import Protocol
 
 from protocol import TaskResult, TaskSpec, TaskState, TaskStatus
 
-#: Final results the memory keeps for queries (both stores), most recent first out last.
+#: Final results kept in memory: the only record without a journal; with one, a cache
+#: that spares SQLite the reads of fresh results.
 RECENT = 100_000
+RECENT_JOURNALED = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,18 @@ class LiveRow:
     state: TaskStatus
     attempt: int
     worker: str
+
+
+#: Which finished tasks a page wants: ``None`` all; ``(status, True)`` only that
+#: status; ``(status, False)`` every status but that one.
+Finished = tuple[str, bool] | None
+
+
+def matches(state: TaskState, where: Finished) -> bool:
+    if where is None or state.result is None:
+        return where is None
+    status, equal = where
+    return (state.result.status == status) == equal
 
 
 def final_state(spec: TaskSpec, result: TaskResult) -> TaskState:
@@ -61,7 +75,7 @@ class Store(Protocol):
 
     def next_seq(self) -> int: ...
 
-    def add(self, tasks: Sequence[tuple[int, TaskSpec]]) -> None: ...
+    def add(self, tasks: Sequence[tuple[int, TaskSpec]]) -> list[str]: ...
 
     def assigned(self, rows: Iterable[tuple[int, int, str]]) -> None: ...
 
@@ -79,7 +93,9 @@ class Store(Protocol):
 
     def final(self, ids: Sequence[str]) -> dict[str, TaskState]: ...
 
-    def page(self, after: int, limit: int) -> list[tuple[int, TaskState]]: ...
+    def page(
+        self, after: int, limit: int, where: Finished = None
+    ) -> list[tuple[int, TaskState]]: ...
 
 
 class RecentResults:
@@ -98,6 +114,9 @@ class RecentResults:
             table[entry[1].id] = entry
         while len(table) > self.keep:
             table.popitem(last=False)
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self._done
 
     def get(self, task_id: str) -> TaskState | None:
         hit = self._done.get(task_id)
@@ -121,9 +140,13 @@ class MemoryStore:
     def next_seq(self) -> int:
         return self._next
 
-    def add(self, tasks: Sequence[tuple[int, TaskSpec]]) -> None:
-        if tasks:
-            self._next = max(self._next, tasks[-1][0] + 1)
+    def add(self, tasks: Sequence[tuple[int, TaskSpec]]) -> list[str]:
+        """Returns the ids among ``tasks`` it already has a result for."""
+        if not tasks:
+            return []
+        self._next = max(self._next, tasks[-1][0] + 1)
+        recent = self.recent
+        return [spec.id for _, spec in tasks if spec.id in recent]
 
     def assigned(self, rows: Iterable[tuple[int, int, str]]) -> None:
         pass
@@ -154,9 +177,13 @@ class MemoryStore:
                 out[task_id] = state
         return out
 
-    def page(self, after: int, limit: int) -> list[tuple[int, TaskState]]:
+    def page(self, after: int, limit: int, where: Finished = None) -> list[tuple[int, TaskState]]:
         rows = sorted(
-            ((seq, state) for seq, state in self.recent.items() if seq > after),
+            (
+                (seq, state)
+                for seq, state in self.recent.items()
+                if seq > after and matches(state, where)
+            ),
             key=lambda row: row[0],
         )
         return rows[:limit]

@@ -23,17 +23,14 @@ from protocol.constants import (
 from protocol.errors import ProtocolError
 from protocol.messages import (
     MESSAGE_TYPES,
-    AgentRef,
     Assign,
     Broadcast,
     Bye,
     Direct,
     Drain,
     Error,
-    ErrorInfo,
     Finished,
     Heartbeat,
-    Job,
     Joined,
     Left,
     Message,
@@ -41,25 +38,30 @@ from protocol.messages import (
     Ready,
     Register,
     ResultAck,
-    ResultKey,
     Results,
     Roster,
     StatusReply,
     StatusRequest,
     Submit,
     SubmitReply,
-    TaskResult,
-    TaskSpec,
     TasksReply,
     TasksRequest,
-    TaskState,
     Watch,
     WatchReply,
     Welcome,
-    WorkerInfo,
 )
 from protocol.payload import dataclass, dumps, loads, register
-from protocol.states import RESULT_STATUSES, AgentState, ResultStatus, TaskStatus
+from protocol.records import (
+    AgentRef,
+    ErrorInfo,
+    Job,
+    ResultKey,
+    TaskResult,
+    TaskSpec,
+    TaskState,
+    WorkerInfo,
+)
+from protocol.states import RESULT_STATUSES, TASK_FILTERS, AgentState, ResultStatus, TaskStatus
 
 __all__ = [
     "DEFAULT_PORT",
@@ -74,6 +76,7 @@ __all__ = [
     "MESSAGE_TYPES",
     "PROTOCOL_VERSION",
     "RESULT_STATUSES",
+    "TASK_FILTERS",
     "TRACEBACK_LIMIT",
     "AgentDetail",
     "AgentRef",

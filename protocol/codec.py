@@ -109,21 +109,7 @@ def encode_chunks(
     items: Sequence[T], build: Callable[[list[T]], Message], max_bytes: int = MAX_MESSAGE_BYTES
 ) -> Iterator[tuple[bytes, int]]:
     """``encode_batches`` that also says how many items each message carries."""
-    start = 0
-    while start < len(items):
-        count = len(items) - start
-        while True:
-            data = encode(build(list(items[start : start + count])), max_bytes=1 << 62)
-            if len(data) <= max_bytes:
-                break
-            if count == 1:
-                raise ProtocolError(
-                    f"one item needs {len(data)} bytes, over the {max_bytes}-byte limit",
-                    "too_large",
-                )
-            count = max(1, min(count - 1, count * max_bytes // len(data)))
-        yield data, count
-        start += count
+    return _chunks(items, lambda batch: encode(build(batch), max_bytes=1 << 62), max_bytes)
 
 
 def pack_chunks(
@@ -136,11 +122,22 @@ def pack_chunks(
     ``items`` are plain values (maps of records as the encoders make them);
     ``wrap(batch)`` returns the whole message map, ``type`` included.
     """
+    return _chunks(items, lambda batch: pack(wrap(batch)), max_bytes)
+
+
+def _chunks(
+    items: Sequence[T], make: Callable[[list[T]], bytes], max_bytes: int
+) -> Iterator[tuple[bytes, int]]:
+    """Consecutive batches of ``items`` made into messages of at most ``max_bytes`` each.
+
+    Batches are as large as fit; an item too large to travel even alone raises
+    ``ProtocolError`` (code ``too_large``).
+    """
     start = 0
     while start < len(items):
         count = len(items) - start
         while True:
-            data = pack(wrap(list(items[start : start + count])))
+            data = make(list(items[start : start + count]))
             if len(data) <= max_bytes:
                 break
             if count == 1:

@@ -1,137 +1,25 @@
 """Every message on the wire, one frozen dataclass each.
 
 A message travels as one msgpack map: ``{"type": TYPE, **fields}``.  Nested
-records (``TaskSpec``, ``Job``, ``TaskResult`` ...) are plain maps of their
-fields.  See PROTOCOL.md for sockets, frames and the conversation rules.
+records (``TaskSpec``, ``Job``, ``TaskResult`` ...: ``protocol.records``) are
+plain maps of their fields.  See PROTOCOL.md for sockets, frames and the
+conversation rules.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from protocol.constants import MAX_TASK_ID
-from protocol.states import RESULT_STATUSES, ResultStatus
-
-_STATUSES = frozenset(str(s) for s in RESULT_STATUSES)  # plain strings: a cheap check
-_SUCCEEDED = str(ResultStatus.SUCCEEDED)
-
-# --------------------------------------------------------------------------- records
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TaskSpec:
-    """A unit of work as a client submits it."""
-
-    id: str
-    description: str = ""
-    difficulty: int = 1
-    kind: str = "simulate"
-    payload: Any = None
-    timeout: float | None = None
-    max_attempts: int | None = None
-
-    def __post_init__(self) -> None:
-        if not self.id:
-            raise ValueError("task id must not be empty")
-        if len(self.id) > MAX_TASK_ID:
-            raise ValueError(f"task id is longer than {MAX_TASK_ID} characters")
-        if not 1 <= self.difficulty <= 10:
-            raise ValueError(f"difficulty must be 1..10, got {self.difficulty}")
-        if not self.kind:
-            raise ValueError("task kind must not be empty")
-        if self.timeout is not None and not 0 < self.timeout < math.inf:
-            raise ValueError("timeout must be a positive number of seconds")
-        if self.max_attempts is not None and self.max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Job:
-    """One attempt at a task, as assigned to a worker."""
-
-    task: TaskSpec
-    attempt: int = 1
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ErrorInfo:
-    """A failure travelling as data: exception type, message, bounded traceback."""
-
-    type: str
-    message: str
-    traceback: str = ""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TaskResult:
-    """The outcome of one attempt.  ``status`` is one of ``RESULT_STATUSES``."""
-
-    task_id: str
-    attempt: int
-    worker: str
-    worker_id: str
-    success: bool
-    status: str
-    output: Any = None
-    error: ErrorInfo | None = None
-    started: float = 0.0
-    finished: float = 0.0
-    skill: int = 0
-
-    def __post_init__(self) -> None:
-        if self.status not in _STATUSES:
-            raise ValueError(f"status must be one of {', '.join(sorted(_STATUSES))}")
-        if self.success != (self.status == _SUCCEEDED):
-            raise ValueError("success must be true exactly when status is 'succeeded'")
-        if self.attempt < 0:
-            raise ValueError("attempt must not be negative")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ResultKey:
-    task_id: str
-    attempt: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AgentRef:
-    """An agent as others see it: Ceylon's ``AgentDetail`` on the wire."""
-
-    id: str
-    name: str
-    role: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerInfo:
-    """A worker as ``Status`` reports it."""
-
-    id: str
-    name: str
-    role: str
-    skill: int
-    capacity: int
-    kinds: list[str]
-    running: int
-    completed: int
-    state: str
-    silent_for: float  # seconds since the manager last heard from it
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TaskState:
-    """Where a task stands, as the manager reports it to clients."""
-
-    id: str
-    state: str
-    attempt: int
-    description: str = ""
-    difficulty: int = 0
-    worker: str = ""
-    result: TaskResult | None = None
-
+from protocol.records import (
+    AgentRef,
+    Job,
+    ResultKey,
+    TaskResult,
+    TaskSpec,
+    TaskState,
+    WorkerInfo,
+)
 
 # --------------------------------------------------------------------------- messages
 
@@ -311,6 +199,7 @@ class SubmitReply(Message):
     req: int
     accepted: list[str]
     known: list[TaskState]
+    epoch: str = ""  # the manager instance (it holds the watches of a watched submit)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -343,6 +232,7 @@ class TasksRequest(Message):
     req: int
     ids: list[str] = field(default_factory=list)
     after: int = 0
+    state: str = ""  # paging only: just tasks in this state (see TASK_FILTERS)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -39,3 +39,10 @@ class AgentState(StrEnum):
 
 
 RESULT_STATUSES = frozenset(ResultStatus)
+
+
+#: What ``tasks.state`` may ask for when paging: a task state, ``failed`` (done
+#: without success), or an exact result status.
+TASK_FILTERS = frozenset(
+    {"", TaskStatus.QUEUED, TaskStatus.RUNNING, TaskStatus.DONE, "failed", *ResultStatus}
+)

@@ -12,13 +12,20 @@ from protocol import (
     LIVENESS,
     MAX_MESSAGE_BYTES,
 )
-from runtime.logs import LEVELS
+from runtime.logs import FORMATS, LEVELS
 from runtime.settings import check, setting
 
 
 def log_level(default: str = "INFO") -> Any:
     """``--log-level`` / ``TASKMESH_LOG_LEVEL``: the same levels for every command."""
     return setting(default, help="Log verbosity (stderr).", choices=LEVELS)
+
+
+def log_format() -> Any:
+    """``--log-format`` / ``TASKMESH_LOG_FORMAT``: text lines, or JSON records for machines."""
+    return setting(
+        "text", help="Log format on stderr: text lines, or JSON records.", choices=FORMATS
+    )
 
 
 def manager_port(help: str) -> Any:
@@ -54,6 +61,7 @@ class AgentConfig:
         MAX_MESSAGE_BYTES, help="Largest message accepted.", low=4096, cli=False
     )
     log_level: str = log_level()
+    log_format: str = log_format()
 
     def __post_init__(self) -> None:
         check(self)

@@ -6,6 +6,6 @@ or the worker.  The command (``taskmesh.cli``), the demo and the process
 helpers sit on top of every other package and are imported only when used.
 """
 
-from taskmesh.client import Client, ManagerError, ManagerUnavailable
+from taskmesh.client import Client, ManagerError, ManagerUnavailable, WaitTimeout
 
-__all__ = ["Client", "ManagerError", "ManagerUnavailable"]
+__all__ = ["Client", "ManagerError", "ManagerUnavailable", "WaitTimeout"]

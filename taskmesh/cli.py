@@ -10,17 +10,22 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Awaitable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from manager.cli import manager_command
+from protocol import TASK_FILTERS, TaskState
 from runtime.logs import configure_logging
 from runtime.settings import from_cli, options
-from taskmesh.client import Client, ManagerError, ManagerUnavailable
+from taskmesh.bench.cli import bench_command
+from taskmesh.client import Client, ManagerError, ManagerUnavailable, WaitTimeout
 from taskmesh.config import ClientConfig, DemoConfig, settings_table
-from taskmesh.report import results_table, status_table, to_json
+from taskmesh.progress import Progress
+from taskmesh.report import results_csv, results_table, status_table
 from taskmesh.taskfile import TaskFileError, parse_tasks
+from taskmesh.views import dumps, status_view, submission_view, task_view
 from worker.cli import worker_command
 
 T = TypeVar("T")
@@ -36,11 +41,12 @@ def main() -> None:
 
 main.add_command(manager_command)
 main.add_command(worker_command)
+main.add_command(bench_command)
 
 
 def _client_config(values: dict[str, Any]) -> ClientConfig:
     cfg = from_cli(ClientConfig, values)
-    configure_logging(cfg.log_level)
+    configure_logging(cfg.log_level, cfg.log_format, "client")
     return cfg
 
 
@@ -49,7 +55,43 @@ def _connect(cfg: ClientConfig) -> Client:
     return Client(cfg.host, cfg.port, timeout=cfg.request_timeout())
 
 
-@main.command("submit")
+class Failed(click.ClickException):
+    """Some task ended without success (exit 1)."""
+
+    exit_code = 1
+
+
+class BadInput(click.ClickException):
+    """A bad argument or task file (exit 2, like click's usage errors)."""
+
+    exit_code = 2
+
+
+class GaveUp(click.ClickException):
+    """``--timeout`` passed before every task was final (exit 3)."""
+
+    exit_code = 3
+
+
+class Refused(click.ClickException):
+    """The manager refused the request or did not answer (exit 4)."""
+
+    exit_code = 4
+
+
+#: What ``submit --wait`` (and every client command) exits with.
+EXIT_CODES = {
+    0: "every task succeeded (or, without --wait, the tasks were accepted)",
+    1: "some task ended without success (failed, error, timeout, worker_lost ...)",
+    2: "bad arguments or task file (usage)",
+    3: "gave up waiting (--timeout): the results so far and the pending ids are printed",
+    4: "the manager refused or did not answer",
+}
+
+
+@main.command(
+    "submit", epilog="Exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items())
+)
 @click.argument("file", type=click.File("r"))
 @click.option("--wait", "wait_", is_flag=True, help="Wait until every task has its final result.")
 @json_flag
@@ -60,54 +102,140 @@ def submit_command(file: Any, wait_: bool, as_json: bool, **values: Any) -> None
     try:
         specs = parse_tasks(file.read(), file.name)
     except TaskFileError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise BadInput(str(exc)) from None
 
     async def go() -> None:
         async with _connect(cfg) as client:
-            reply = await client.submit(specs)
+            reply = await client.submit(specs, watch=wait_)
+            known = [s.id for s in reply.known]
+            if known:
+                _info(f"{len(known)} task(s) already known: {', '.join(known[:10])}", as_json)
+            submitted = {"accepted": reply.accepted, "known": known}
             if not wait_:
-                out = {"accepted": reply.accepted, "known": [s.id for s in reply.known]}
-                click.echo(to_json(out) if as_json else _submitted(len(reply.accepted), out))
+                view = submission_view(reply.accepted, known)
+                click.echo(dumps(view) if as_json else _submitted(len(reply.accepted), submitted))
                 return
-            states = await client.wait(
-                [s.id for s in specs],
-                timeout=cfg.timeout,
-                progress=None if as_json else _progress,
-            )
-            click.echo(to_json(states) if as_json else results_table(states))
+            progress = None if as_json else Progress(len(specs))
+            try:
+                states = await client.wait(
+                    [s.id for s in specs], timeout=cfg.timeout, progress=progress
+                )
+            except WaitTimeout as exc:
+                _show_results(exc.done, as_json, submitted, pending=exc.pending)
+                raise GaveUp(f"{len(exc.pending)} task(s) not done within {cfg.timeout}s") from None
+            finally:
+                if progress is not None:
+                    progress.close()
+            _show_results(states, as_json, submitted)
+            bad = [s for s in states if s.result is None or not s.result.success]
+            if bad:
+                raise Failed(f"{len(bad)} of {len(states)} task(s) did not succeed")
 
     _run(go())
 
 
+def _show_results(
+    states: list[TaskState],
+    as_json: bool,
+    submitted: dict[str, list[str]],
+    pending: list[str] | None = None,
+) -> None:
+    """What submit --wait prints: one JSON object (as without --wait, plus the results)."""
+    if as_json:
+        click.echo(dumps(submission_view(**submitted, results=states, pending=pending)))
+        return
+    click.echo(results_table(states))
+    if pending:
+        click.echo(f"pending: {', '.join(pending[:50])}" + (" ..." if len(pending) > 50 else ""))
+
+
 @main.command("status")
 @json_flag
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Health check: print one line; exit 1 unless the manager answers with "
+    "--min-workers workers connected.",
+)
+@click.option(
+    "--min-workers",
+    type=click.IntRange(0),
+    default=1,
+    show_default=True,
+    help="Connected workers --check requires.",
+)
 @options(ClientConfig)
-def status_command(as_json: bool, **values: Any) -> None:
+def status_command(as_json: bool, check: bool, min_workers: int, **values: Any) -> None:
     """Show the manager's workers and task counts."""
     cfg = _client_config(values)
 
     async def go() -> None:
         async with _connect(cfg) as client:
             reply = await client.status()
-        click.echo(to_json(reply) if as_json else status_table(reply))
+        if check:
+            connected = sum(1 for w in reply.workers if w.state == "connected")
+            click.echo(f"manager {reply.manager_id}: {connected} worker(s) connected")
+            if connected < min_workers:
+                raise click.ClickException(f"fewer than {min_workers} worker(s) connected")
+            return
+        click.echo(dumps(status_view(reply)) if as_json else status_table(reply))
 
     _run(go())
 
 
 @main.command("results")
 @click.argument("ids", nargs=-1)
+@click.option(
+    "--state",
+    type=click.Choice(sorted(s for s in TASK_FILTERS if s)),
+    default=None,
+    help="Only tasks in this state, or with this result ('failed': done without success).",
+)
+@click.option("--limit", type=click.IntRange(1), default=None, help="At most this many tasks.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+)
 @json_flag
 @options(ClientConfig)
-def results_command(ids: tuple[str, ...], as_json: bool, **values: Any) -> None:
-    """Show tasks and their results (IDS, or every task)."""
+def results_command(
+    ids: tuple[str, ...],
+    state: str | None,
+    limit: int | None,
+    fmt: str,
+    as_json: bool,
+    **values: Any,
+) -> None:
+    """Show tasks and their results (IDS, or every task in submission order)."""
     cfg = _client_config(values)
 
     async def go() -> None:
         async with _connect(cfg) as client:
-            states = await client.tasks(list(ids))
-        click.echo(to_json(states) if as_json else results_table(states))
+            states = await client.tasks(list(ids), state=state or "", limit=limit)
+        if ids and state:
+            states = [s for s in states if s.state == state or _status(s) in _wanted(state)]
+        chosen = states[:limit]
+        if as_json or fmt == "json":
+            click.echo(dumps([task_view(s) for s in chosen]))
+        elif fmt == "csv":
+            click.echo(results_csv(chosen), nl=False)
+        else:
+            click.echo(results_table(chosen))
 
     _run(go())
+
+
+def _status(state: TaskState) -> str:
+    return state.result.status if state.result is not None else ""
+
+
+def _wanted(state: str) -> set[str]:
+    if state == "failed":
+        return {s for s in TASK_FILTERS if s not in ("", "succeeded", "queued", "running", "done")}
+    return {state}
 
 
 @main.command("demo")
@@ -123,7 +251,7 @@ def demo_command(as_json: bool, **values: Any) -> None:
         time_scale=cfg.time_scale, policy=cfg.policy, log=lambda s: _info(s, as_json)
     )
     if as_json:
-        click.echo(to_json(summary))
+        click.echo(dumps({**summary, "tasks": [task_view(s) for s in summary["tasks"]]}))
     else:
         click.echo(results_table(summary["tasks"]))
         click.echo(
@@ -136,32 +264,41 @@ def demo_command(as_json: bool, **values: Any) -> None:
 
 
 @main.command("settings")
-def settings_command() -> None:
+@click.option(
+    "--update",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Replace the table in this Markdown file (the README) instead of printing it.",
+)
+def settings_command(update: str | None) -> None:
     """List every setting's environment variable, option, default and meaning (Markdown)."""
-    click.echo(settings_table())
+    table = settings_table()
+    if update is None:
+        click.echo(table)
+        return
+    text = Path(update).read_text()
+    start = text.find(table.split("\n", 1)[0])
+    if start < 0:
+        raise BadInput(f"{update} has no settings table to replace")
+    end = text.find("\n\n", start)
+    Path(update).write_text(text[:start] + table + (text[end:] if end >= 0 else "\n"))
 
 
 def _run(coro: Awaitable[T]) -> T:
     try:
         return asyncio.run(coro)  # type: ignore[arg-type]
     except ManagerUnavailable as exc:
-        raise click.ClickException(f"{exc} (is it running? see --host/--port)") from None
+        raise Refused(f"{exc} (is it running? see --host/--port)") from None
     except ManagerError as exc:
-        raise click.ClickException(f"the manager refused: {exc}") from None
+        raise Refused(f"the manager refused: {exc}") from None
     except TimeoutError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise GaveUp(str(exc)) from None
 
 
 def _submitted(count: int, out: dict[str, list[str]]) -> str:
     known = out["known"]
     tail = f"; {len(known)} already known: {', '.join(known[:10])}" if known else ""
     return f"submitted {count} task(s){tail}"
-
-
-def _progress(done: int, total: int) -> None:
-    click.echo(f"\r{done}/{total} done", nl=False, err=True)
-    if done == total:
-        click.echo("", err=True)
 
 
 def _info(text: str, quiet: bool) -> None:

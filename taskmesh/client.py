@@ -16,6 +16,7 @@ import contextlib
 import itertools
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -55,8 +56,21 @@ WATCH_BATCH = 5000
 KEEPALIVE = 5.0
 
 
+#: ``progress(done, failed, total)``: tasks final so far, how many of them did not succeed.
+ProgressFn = Callable[[int, int, int], Any]
+
+
 class ManagerUnavailable(ConnectionError):
     """No reply from the manager in time."""
+
+
+class WaitTimeout(TimeoutError):
+    """``wait`` gave up: ``done`` holds the final states it has, ``pending`` the other ids."""
+
+    def __init__(self, message: str, done: list[TaskState], pending: list[str]) -> None:
+        super().__init__(message)
+        self.done = done
+        self.pending = pending
 
 
 class ManagerError(RuntimeError):
@@ -90,6 +104,7 @@ class Client:
         self._sock.connect(self.endpoint)
         self._replies: dict[int, asyncio.Future[Message]] = {}
         self._finished: dict[str, TaskState] = {}  # pushed, not yet handed to a waiter
+        self._watched: dict[str, str] = {}  # task id -> epoch of the manager watching it
         self._arrived = asyncio.Event()
         self._receiver: asyncio.Task[None] | None = None
 
@@ -176,6 +191,13 @@ class Client:
                 return await self.request(msg, SubmitReply)
 
         replies = await asyncio.gather(*(one(b) for b in batches))
+        if watch:
+            for reply in replies:
+                self.epoch = reply.epoch
+                for task_id in reply.accepted:
+                    self._watched[task_id] = reply.epoch
+                for state in reply.known:
+                    self._watched[state.id] = reply.epoch
         return SubmitReply(
             req=replies[-1].req if replies else 0,
             accepted=[i for r in replies for i in r.accepted],
@@ -185,20 +207,25 @@ class Client:
     async def status(self) -> StatusReply:
         return await self.request(StatusRequest(req=next(self._req)), StatusReply)
 
-    async def tasks(self, ids: Sequence[str] = ()) -> list[TaskState]:
+    async def tasks(
+        self, ids: Sequence[str] = (), *, state: str = "", limit: int | None = None
+    ) -> list[TaskState]:
         """States of ``ids`` in that order (``unknown`` for ids never submitted),
-        or of every task in submission order when ``ids`` is empty (paged).
+        or of every task in submission order when ``ids`` is empty (paged):
+        only those in ``state`` (a task state, ``failed``, or a result status),
+        at most ``limit``.
         """
         out: list[TaskState] = []
         if not ids:
             after = 0
-            while True:
-                msg = TasksRequest(req=next(self._req), after=after)
+            while limit is None or len(out) < limit:
+                msg = TasksRequest(req=next(self._req), after=after, state=state)
                 reply = await self.request(msg, TasksReply)
                 out += reply.tasks
                 if not reply.next:
-                    return out
+                    break
                 after = reply.next
+            return out[:limit]
         while len(out) < len(ids):
             chunk = list(ids[len(out) : len(out) + 1000])
             reply = await self.request(TasksRequest(req=next(self._req), ids=chunk), TasksReply)
@@ -217,45 +244,82 @@ class Client:
         self,
         ids: Sequence[str],
         timeout: float | None = None,
-        progress: Callable[[int, int], Any] | None = None,
+        progress: ProgressFn | None = None,
     ) -> list[TaskState]:
         """Wait until every task in ``ids`` has its final state; returns them in order.
 
         The manager pushes results as they come (tasks submitted with
-        ``watch=True`` are already watched).  Survives a manager restart: the
-        watches are renewed with the new instance.  Raises ``TimeoutError``
+        ``watch=True`` by this client are already watched).  Survives a
+        manager restart: the watches are renewed with the new instance.
+        Raises ``WaitTimeout`` (a ``TimeoutError`` with the states it has)
         after ``timeout`` seconds, ``ManagerError`` (code ``unknown``) for ids
         the manager does not know.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
         states: dict[str, TaskState] = {}
+        try:
+            await self._await_final(ids, timeout, progress, states.__setitem__)
+        except TimeoutError as exc:
+            done = [states[i] for i in ids if i in states]
+            pending = [i for i in ids if i not in states]
+            raise WaitTimeout(str(exc), done, pending) from None
+        return [states[i] for i in ids]
+
+    async def count(
+        self,
+        ids: Sequence[str],
+        timeout: float | None = None,
+        progress: ProgressFn | None = None,
+    ) -> Counter[str]:
+        """``wait`` that keeps only how many tasks ended with each status (big runs)."""
+        tally: Counter[str] = Counter()
+
+        def keep(task_id: str, state: TaskState) -> None:
+            tally[state.result.status if state.result is not None else state.state] += 1
+
+        await self._await_final(ids, timeout, progress, keep)
+        return tally
+
+    async def _await_final(
+        self,
+        ids: Sequence[str],
+        timeout: float | None,
+        progress: ProgressFn | None,
+        sink: Callable[[str, TaskState], Any],
+    ) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
         pending = set(ids)
-        watched_epoch = ""
-        last_keepalive = 0.0
+        total = len(pending)
+        failed = 0
+
+        def take(task_id: str, state: TaskState) -> None:
+            nonlocal failed
+            if state.result is None or not state.result.success:
+                failed += 1
+            sink(task_id, state)
+
+        last_keepalive = time.monotonic()
         while True:
-            self._collect(pending, states)
+            self._collect(pending, take)
             if progress is not None:
-                progress(len(states), len(ids))
+                progress(total - len(pending), failed, total)
             if not pending:
-                return [states[i] for i in ids]
+                return
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 raise TimeoutError(f"{len(pending)} task(s) not done within {timeout}s")
             try:
-                if not watched_epoch or self.epoch != watched_epoch:
-                    watched_epoch = await self._watch(pending, states)
+                unwatched = [i for i in pending if self._watched.get(i) != self.epoch]
+                if unwatched or not self.epoch:
+                    await self._watch(unwatched or [], pending, take)
                     last_keepalive = now
                 elif now - last_keepalive >= KEEPALIVE:
                     reply = await self.request(Watch(req=next(self._req)), WatchReply)
                     last_keepalive = now
-                    if reply.epoch != watched_epoch:
-                        self.epoch = reply.epoch
-                        watched_epoch = ""  # a new manager instance: watch everything again
-                        continue
+                    self.epoch = reply.epoch  # a new instance: the next pass watches again
+                    continue
             except ManagerUnavailable:
-                watched_epoch = ""  # the manager may be restarting: watch again when it answers
-                continue
-            self._collect(pending, states)
+                continue  # the manager may be restarting: watch again when it answers
+            self._collect(pending, take)
             if not pending:
                 continue
             left = KEEPALIVE if deadline is None else min(KEEPALIVE, deadline - time.monotonic())
@@ -263,26 +327,30 @@ class Client:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), max(0.0, left))
 
-    def _collect(self, pending: set[str], states: dict[str, TaskState]) -> None:
-        for task_id in [i for i in pending if i in self._finished]:
-            states[task_id] = self._finished.pop(task_id)
+    def _collect(self, pending: set[str], sink: Callable[[str, TaskState], Any]) -> None:
+        """Hand the pushed states of ``pending`` tasks to ``sink`` (others stay for others)."""
+        mine = [i for i in self._finished if i in pending]
+        for task_id in mine:
+            sink(task_id, self._finished.pop(task_id))
             pending.discard(task_id)
+            self._watched.pop(task_id, None)
 
-    async def _watch(self, pending: set[str], states: dict[str, TaskState]) -> str:
-        """Watch ``pending`` with the manager; collect those already final."""
-        epoch = ""
-        for chunk in _chunks(sorted(pending), WATCH_BATCH):
+    async def _watch(
+        self, ids: list[str], pending: set[str], sink: Callable[[str, TaskState], Any]
+    ) -> None:
+        """Watch ``ids`` with the manager (``[]``: learn its epoch); collect those already final."""
+        for chunk in _chunks(sorted(ids), WATCH_BATCH) if ids else [[]]:
             reply = await self.request(Watch(req=next(self._req), ids=chunk), WatchReply)
-            epoch = reply.epoch
+            self.epoch = reply.epoch
+            for task_id in chunk:
+                self._watched[task_id] = reply.epoch
             for state in reply.done:
                 self._finished[state.id] = state
             if reply.unknown:
                 raise ManagerError(
                     "unknown", f"the manager does not know task(s) {', '.join(reply.unknown[:10])}"
                 )
-        self.epoch = epoch
-        self._collect(pending, states)
-        return epoch
+        self._collect(pending, sink)
 
 
 def _chunks(items: list[str], size: int) -> Iterable[list[str]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from manager.config import policy
-from runtime.config import log_level, manager_host, manager_port
+from runtime.config import log_format, log_level, manager_host, manager_port
 from runtime.settings import check, setting, table
 
 
@@ -21,6 +21,7 @@ class ClientConfig:
         metavar="SECONDS",
     )
     log_level: str = log_level("WARNING")
+    log_format: str = log_format()
 
     def __post_init__(self) -> None:
         check(self)

@@ -1,55 +1,66 @@
-"""How the CLI shows things: tables for people, JSON for scripts."""
+"""How the CLI shows things to people: tables (``taskmesh.views`` makes the JSON)."""
 
 from __future__ import annotations
 
-import json
+import csv
+import io
 from collections.abc import Sequence
-from typing import Any
 
 from protocol import StatusReply, TaskState
-from protocol.codec import plain
 from taskmesh.table import render
 
+HEADERS = [
+    "id",
+    "description",
+    "difficulty",
+    "worker",
+    "skill",
+    "status",
+    "attempt",
+    "seconds",
+    "error",
+]
 
-def to_json(value: Any) -> str:
-    return json.dumps(plain(value), indent=2, default=_bytes)
 
-
-def _bytes(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.hex()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+def results_csv(states: Sequence[TaskState]) -> str:
+    """The results table as CSV (one header line, one line a task)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(HEADERS)
+    writer.writerows(_rows(states, width=None))
+    return out.getvalue()
 
 
 def results_table(states: Sequence[TaskState]) -> str:
-    rows = []
+    """One row a task; a failure shows its reason, not just its status."""
+    return render(HEADERS, _rows(states, width=60))
+
+
+def _rows(states: Sequence[TaskState], width: int | None) -> list[list[object]]:
+    rows: list[list[object]] = []
     for s in states:
         r = s.result
+        error = ""
+        if r is not None and r.error is not None:
+            error = f"{r.error.type}: {r.error.message}".replace("\n", " ")
+            if width is not None and len(error) > width:
+                error = error[: width - 3] + "..."
+        elif s.state != "done":
+            error = s.state  # queued, running, or unknown: no result yet
         rows.append(
             [
                 s.id,
                 s.description,
-                s.difficulty,
+                s.difficulty if s.state != "unknown" else "",
                 r.worker if r else "",
                 r.skill if r else "",
-                (r.success if r else "") if s.state == "done" else "",
                 r.status if r else s.state,
                 s.attempt,
                 (r.finished - r.started) if r and r.started else None,
+                error,
             ]
         )
-    headers = [
-        "id",
-        "description",
-        "difficulty",
-        "worker",
-        "skill",
-        "success",
-        "status",
-        "attempt",
-        "seconds",
-    ]
-    return render(headers, rows)
+    return rows
 
 
 def status_table(reply: StatusReply) -> str:

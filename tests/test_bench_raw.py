@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.raw import dispatch_rate, pubsub_rate, round_trip
+from taskmesh.bench.raw import dispatch_rate, pubsub_rate, round_trip
 
 pytestmark = pytest.mark.slow
 
@@ -80,7 +80,7 @@ def test_empty_sizes_are_refused_before_any_process_starts(call: Callable[[], ob
 
 
 def test_cli_prints_one_json_object_with_all_three_baselines() -> None:
-    cmd = [sys.executable, "-m", "bench.raw", "--tasks", "50", "--trips", "10"]
+    cmd = [sys.executable, "-m", "taskmesh.bench.raw", "--tasks", "50", "--trips", "10"]
     out = subprocess.run(
         [*cmd, "--messages", "100", "--json"],
         cwd=REPO,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,8 @@ from manager.config import ManagerConfig
 from runtime.settings import specs
 from taskmesh.cli import main
 from taskmesh.config import ClientConfig
-from tests.conftest import Cluster
+from taskmesh.procs import spawn
+from tests.conftest import FAST, Cluster
 from worker.config import WorkerConfig
 
 
@@ -137,7 +140,9 @@ def test_submit_wait_status_results(cluster: Cluster, tmp_path: Path) -> None:
     port = str(cluster.port)
     out = taskmesh("submit", str(tasks), "--wait", "--json", "--port", port, "--timeout", "30")
     assert out.exit_code == 0, out.output
-    states = json.loads(out.stdout)
+    answer = json.loads(out.stdout)
+    assert sorted(answer["accepted"]) == [str(i) for i in range(6)]
+    states = answer["results"]
     assert sorted(s["id"] for s in states) == [str(i) for i in range(6)]
     assert all(s["state"] == "done" and s["result"]["success"] for s in states)
     # Submitting the same ids again is idempotent: nothing new is accepted.
@@ -145,9 +150,9 @@ def test_submit_wait_status_results(cluster: Cluster, tmp_path: Path) -> None:
     assert json.loads(again.stdout) == {"accepted": [], "known": [str(i) for i in range(6)]}
     status = json.loads(taskmesh("status", "--json", "--port", port).stdout)
     assert [w["name"] for w in status["workers"]] == ["solo"]
-    assert status["counts"]["done"] == 6
-    assert status["counts"]["succeeded"] == 6
-    assert status["counts"]["journal_commits"] > 0
+    assert status["tasks"]["done"] == 6
+    assert status["tasks"]["succeeded"] == 6
+    assert status["counters"]["journal_commits"] > 0
     table = taskmesh("results", "--port", port)
     assert table.exit_code == 0
     assert table.stdout.splitlines()[0].split()[:2] == ["id", "description"]
@@ -161,4 +166,27 @@ def test_client_options_come_from_environment(cluster: Cluster) -> None:
     cluster.manager()
     result = taskmesh("status", "--json", env={"TASKMESH_PORT": str(cluster.port)})
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["policy"] == "best-fit"
+    assert json.loads(result.stdout)["manager"]["policy"] == "best-fit"
+
+
+def test_status_check_needs_an_answer_and_workers(cluster: Cluster, unused_port: int) -> None:
+    gone = taskmesh("status", "--check", "--port", str(unused_port), "--timeout", "0.3")
+    assert_clean_error(gone, "no reply from the manager")
+    cluster.manager()
+    port = str(cluster.port)
+    alone = taskmesh("status", "--check", "--port", port)
+    assert_clean_error(alone, "fewer than 1 worker(s) connected")
+    answering = taskmesh("status", "--check", "--min-workers", "0", "--port", port)
+    assert answering.exit_code == 0, answering.output
+    assert "0 worker(s) connected" in answering.stdout
+    # A worker started without --name is named after its host (in a container: its id).
+    cluster.procs.append(
+        spawn("worker-unnamed", "worker", ["--port", port, "--skill", "2", *FAST], cluster.logs)
+    )
+    deadline = time.monotonic() + 20
+    while (ok := taskmesh("status", "--check", "--port", port)).exit_code != 0:
+        assert time.monotonic() < deadline, ok.output
+        time.sleep(0.1)
+    assert "1 worker(s) connected" in ok.stdout
+    status = json.loads(taskmesh("status", "--json", "--port", port).stdout)
+    assert [w["name"] for w in status["workers"]] == [socket.gethostname()]

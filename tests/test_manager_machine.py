@@ -121,7 +121,7 @@ def test_result_is_acknowledged_only_after_its_commit(mgr: ManagerHarness, db: P
     assert jobs_of(mgr, "w1") == [("a", 1)]
     mgr.handle("w1", Results(results=[result("a", "w1")]))
     assert mgr.router.to("w1", ResultAck) == []
-    assert journal_rows(db)["a"] == ("running", 1)
+    assert journal_rows(db)["a"][0] != "done"
     mgr.flush()
     assert journal_rows(db)["a"] == ("done", 1)
     (ack,) = mgr.router.to("w1", ResultAck)
@@ -336,12 +336,34 @@ def test_the_managers_deadline_records_a_timeout(mgr: ManagerHarness) -> None:
 
 
 def running_journal(db: Path) -> None:
-    """A manager that assigned task 'a' to w1 and was killed."""
+    """A manager that assigned task 'a' to w1 a while ago (journaled) and was killed."""
     first = ManagerHarness(db)
     first.join("w1")
     submit(first, TaskSpec(id="a"), TaskSpec(id="b", difficulty=9))
     assert jobs_of(first, "w1") == [("a", 1)]
+    first.tick(0.5, alive=("w1",))  # the assignment is written after ASSIGN_DELAY
+    assert journal_rows(db)["a"] == ("running", 1)
     first.loop.close()  # no close(): as if killed after the commit
+
+
+def test_an_assignment_lost_in_a_crash_is_adopted_from_the_workers_holding(db: Path) -> None:
+    first = ManagerHarness(db)
+    first.join("w1")
+    submit(first, TaskSpec(id="a"))
+    assert jobs_of(first, "w1") == [("a", 1)]
+    first.loop.close()  # killed at once: the assignment went out, its row was not written
+    assert journal_rows(db)["a"] == ("queued", 0)
+    m = ManagerHarness(db)
+    try:
+        rejoin(m, "w1", holding=(("a", 1),))
+        m.deliver("w1", Ready(epoch=m.admin.epoch))
+        m.join("w2")
+        assert state(m, "a") == TaskStatus.RUNNING
+        assert jobs_of(m, "w2") == []  # not assigned again
+        m.deliver("w1", Results(results=[result("a", "w1")]))
+        assert final(m, "a").attempt == 1
+    finally:
+        m.close()
 
 
 def rejoin(m: ManagerHarness, worker: str, holding: tuple[tuple[str, int], ...]) -> None:
@@ -405,6 +427,7 @@ def test_an_orphan_past_its_deadline_is_recorded_once_across_restarts(db: Path) 
     first.join("w1")
     submit(first, TaskSpec(id="orphan", timeout=0.5))
     assert jobs_of(first, "w1") == [("orphan", 1)]
+    first.tick(0.3, alive=("w1",))  # its assignment is journaled
     first.loop.close()  # killed, and w1 with it: nobody comes back for the orphan
     m = ManagerHarness(db)
     try:
@@ -520,3 +543,21 @@ def test_paging_walks_every_task_by_cursor(db: Path) -> None:
         assert page.total == 1200
     finally:
         m.close()
+
+
+def test_paging_can_ask_for_one_state_or_result_only(mgr: ManagerHarness) -> None:
+    mgr.join("w1", capacity=3)
+    submit(mgr, *(TaskSpec(id=f"t{i}") for i in range(6)))
+    mgr.deliver("w1", Results(results=[result("t0", "w1"), result("t1", "w1", ok=False)]))
+
+    def page(state: str) -> list[str]:
+        mgr.deliver(CLIENT, TasksRequest(req=9, state=state))
+        return [s.id for s in mgr.router.to(CLIENT, TasksReply)[-1].tasks]
+
+    assert page("succeeded") == ["t0"]
+    assert page("failed") == ["t1"]
+    assert page("done") == ["t0", "t1"]
+    assert page("running") == ["t2", "t3", "t4"]  # t3 and t4 took the freed slots
+    assert page("queued") == ["t5"]
+    mgr.deliver(CLIENT, TasksRequest(req=10, state="sideways"))
+    assert mgr.router.to(CLIENT, Error)[-1].code == "bad_request"

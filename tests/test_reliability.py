@@ -196,3 +196,14 @@ def test_sigterm_manager_flushes_journal_and_exits_zero(cluster: Cluster) -> Non
     rows = status(cluster).counts
     assert rows["queued"] == 5
     assert submit(cluster, [TaskSpec(id=i) for i in ids]) == []
+
+
+def test_a_process_pool_reuses_warm_processes(cluster: Cluster) -> None:
+    cluster.manager()
+    w = cluster.worker("a", 5, *HANDLERS, "--process-pool", "1")
+    wait_until(connected(cluster, 1), what="worker")
+    ids = submit(cluster, [TaskSpec(id=f"who{i}", kind="whoami_proc") for i in range(3)])
+    states = wait_done(cluster, ids)
+    pids = {s.result.output["pid"] for s in states if s.result is not None}
+    assert len(pids) == 1  # one warm process ran all three
+    assert w.pid not in pids

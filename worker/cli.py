@@ -19,11 +19,11 @@ from worker.handlers import HandlerError, load_handlers
 def worker_command(**values: Any) -> None:
     """Run a worker: connect to the manager at HOST:PORT and run the tasks it assigns."""
     cfg = from_cli(WorkerConfig, values)
-    configure_logging(cfg.log_level)
+    configure_logging(cfg.log_level, cfg.log_format, cfg.name)
     from worker.server import serve  # after logging is set up
 
     try:
-        handlers = load_handlers(cfg.handlers, cfg.process_kinds, cfg.app_dir)
+        handlers = load_handlers(cfg.handlers, cfg.process_kinds, cfg.app_dir, cfg.process_pool)
     except HandlerError as exc:
         raise click.ClickException(f"cannot load handlers: {exc}") from None
     try:

@@ -50,6 +50,13 @@ class WorkerConfig(AgentConfig):
         flag="--process-kind",
         metavar="KIND",
     )
+    process_pool: int = setting(
+        0,
+        help="Warm processes kept for --process-kind tasks, reused task after task "
+        "(0: a fresh process per task).",
+        low=0,
+        high=256,
+    )
     app_dir: str = setting(
         ".",
         help="Directory appended to sys.path before --handlers are imported.",

@@ -17,6 +17,7 @@ from typing import Any
 from protocol import TaskSpec
 from worker.isolation import reference, run_in_process
 from worker.kinds import BUILTIN
+from worker.pool import ProcessPool
 from worker.task import HandlerFn, TaskContext
 
 
@@ -31,6 +32,8 @@ class Handlers:
         self._fns: dict[str, HandlerFn] = {}
         self._async: dict[str, bool] = {}  # kind -> a coroutine function (looked up once)
         self.process_kinds: set[str] = set()
+        #: Warm processes for the process kinds (``None``: a fresh process per task).
+        self.pool: ProcessPool | None = None
         if builtins:
             for kind, fn in BUILTIN.items():
                 self.register(kind, fn)
@@ -95,14 +98,19 @@ class Handlers:
         if self._async[kind]:
             return await fn(task, ctx)
         if kind in self.process_kinds:
+            if self.pool is not None:
+                return await self.pool.run(fn, task, ctx)
             return await run_in_process(fn, task, ctx)
         return await asyncio.to_thread(fn, task, ctx)
 
 
-def load_handlers(specs: tuple[str, ...], process_kinds: tuple[str, ...], app_dir: str) -> Handlers:
+def load_handlers(
+    specs: tuple[str, ...], process_kinds: tuple[str, ...], app_dir: str, pool: int = 0
+) -> Handlers:
     """The built-ins plus ``specs``, imported with ``app_dir`` appended to ``sys.path``.
 
     Appended, not prepended, so a module there cannot shadow taskmesh itself.
+    With ``pool`` > 0 the process kinds run in that many warm processes.
     """
     path = str(Path(app_dir).resolve())
     if path not in sys.path:
@@ -112,4 +120,6 @@ def load_handlers(specs: tuple[str, ...], process_kinds: tuple[str, ...], app_di
         handlers.load(spec)
     for kind in process_kinds:
         handlers.isolate(kind)
+    if pool and handlers.process_kinds:
+        handlers.pool = ProcessPool(pool)
     return handlers

@@ -49,19 +49,23 @@ def _resolve(ref: str) -> Any:
     return obj
 
 
-def _child(ref: str, task: bytes, ctx: bytes, conn: Connection) -> None:
+def run_one(ref: str, task: bytes, ctx: bytes) -> bytes:
+    """In a child process: run the task, and say how it went as msgpack bytes."""
     try:
         fn = _resolve(ref)
         spec = build(TaskSpec, unpack(task))
         out = fn(spec, TaskContext(**unpack(ctx)))
-        reply = {"ok": True, "output": out}
-        conn.send_bytes(pack(reply))
+        return pack({"ok": True, "output": out})
     except TaskFailed as exc:
-        conn.send_bytes(pack({"ok": False, "type": "TaskFailed", "message": str(exc)}))
+        return pack({"ok": False, "type": "TaskFailed", "message": str(exc)})
     except BaseException as exc:
         text = "".join(traceback.format_exception(exc))[-TRACEBACK_LIMIT:]
-        failure = {"ok": False, "type": type(exc).__name__, "message": str(exc), "tb": text}
-        conn.send_bytes(pack(failure))
+        return pack({"ok": False, "type": type(exc).__name__, "message": str(exc), "tb": text})
+
+
+def _child(ref: str, task: bytes, ctx: bytes, conn: Connection) -> None:
+    try:
+        conn.send_bytes(run_one(ref, task, ctx))
     finally:
         conn.close()
 
@@ -109,7 +113,7 @@ async def run_in_process(fn: HandlerFn, task: TaskSpec, ctx: TaskContext) -> Any
         reader.close()
     if data is None:
         raise TaskError("ProcessDied", f"task process exited with {proc.exitcode}")
-    return _outcome(data)
+    return outcome(data)
 
 
 def _read(reader: Connection) -> bytes | None:
@@ -120,11 +124,14 @@ def _read(reader: Connection) -> bytes | None:
         return None
 
 
-def _outcome(data: bytes) -> Any:
+def outcome(data: bytes) -> Any:
+    """The output of a child's reply, or its failure raised (``TaskFailed``, ``TaskError``)."""
     try:
         reply = unpack(data)
     except ProtocolError as exc:
         raise TaskError("ProtocolError", f"task process sent garbage: {exc}") from None
+    if not isinstance(reply, dict):
+        raise TaskError("ProtocolError", "task process sent something other than a map")
     if reply.get("ok"):
         return reply.get("output")
     if reply.get("type") == "TaskFailed":

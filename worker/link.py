@@ -20,7 +20,7 @@ from loguru import logger
 
 from protocol import HEARTBEAT_INTERVAL, LIVENESS, Message, ProtocolError, decode
 from runtime.agent import YIELD_EVERY
-from runtime.sockets import configure, liveness_options, send_frames, tcp
+from runtime.sockets import configure, drain, liveness_options, send_frames, tcp
 from runtime.supervise import cancelling
 
 
@@ -177,17 +177,17 @@ class ManagerLink:
                 await asyncio.sleep(0.02)
                 continue
             try:
-                frames = await sub.recv_multipart()
+                batch = [await sub.recv_multipart()]
+                batch += drain(sub, YIELD_EVERY - 1)
             except (zmq.ZMQError, asyncio.CancelledError):
                 if sub is self._sub or cancelling():
                     raise
                 continue  # replaced (a new PUB endpoint, or renewed)
-            self._received += 1
-            if self._received % YIELD_EVERY == 0:
-                await asyncio.sleep(0)  # a flood of broadcasts must not starve heartbeats
-            msg = self._decode(frames, "broadcast")
-            if msg is not None:
-                yield msg
+            for frames in batch:
+                msg = self._decode(frames, "broadcast")
+                if msg is not None:
+                    yield msg
+            await asyncio.sleep(0)  # a flood of broadcasts must not starve heartbeats
 
     def _decode(self, frames: list[bytes], where: str) -> Message | None:
         if len(frames) != 1:

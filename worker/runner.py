@@ -121,11 +121,15 @@ class TaskRunner(WorkerHooks):
 
     async def _slots_guard(self) -> None:
         """Runs as long as the worker does; its end cancels the slots."""
+        if self.handlers.pool is not None:
+            self.handlers.pool.start()  # warm before the first task
         try:
             await asyncio.Event().wait()
         finally:
             for slot in self._slots:
                 slot.cancel()
+            if self.handlers.pool is not None:
+                self.handlers.pool.close()
 
     async def _slot(self) -> None:
         me = asyncio.current_task()

@@ -26,7 +26,7 @@ def build(
 ) -> tuple[Worker, TaskRunner]:
     """A worker and its runner, wired; handlers from ``cfg`` unless given."""
     if handlers is None:
-        handlers = load_handlers(cfg.handlers, cfg.process_kinds, cfg.app_dir)
+        handlers = load_handlers(cfg.handlers, cfg.process_kinds, cfg.app_dir, cfg.process_pool)
     worker = Worker(config=cfg, link=link, clock=clock)
     runner = TaskRunner(worker, handlers)
     worker.use(runner)

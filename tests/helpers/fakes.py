@@ -59,12 +59,9 @@ class FakeRouter:
     def open(self) -> None:
         pass
 
-    async def recv(self) -> list[bytes]:
+    async def recv_batch(self, most: int) -> list[list[bytes]]:
         await asyncio.Event().wait()  # tests hand frames to Endpoint.handle directly
         raise AssertionError("unreachable")
-
-    async def recv_nowait(self) -> list[bytes] | None:
-        return None
 
     async def send(self, ident: bytes, body: bytes) -> bool:
         if ident.decode() in self.unreachable:

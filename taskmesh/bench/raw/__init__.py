@@ -17,16 +17,17 @@ dict of numbers, binds only 127.0.0.1 on random ports, and kills every
 process it started, also on error.  Only asyncio, zmq, msgpack and the
 standard library are used, so the bench can import this without taskmesh.
 
-Child processes are ``python -m bench.raw --child ROLE ...`` (``children.py``
+Child processes are ``python -m taskmesh.bench.raw --child ROLE ...`` (``children.py``
 starts and stops them); each baseline has its own module (``dispatch.py``,
 ``round_trip.py``, ``pubsub.py``) and ``cli.py`` runs all three.
 
-    .venv/bin/python -m bench.raw [--tasks N] [--trips K] [--messages M] [--rounds R] [--json]
+    .venv/bin/python -m taskmesh.bench.raw [--tasks N] [--trips K] [--messages M]
+                                           [--rounds R] [--json]
 """
 
-from bench.raw.cli import measure_all
-from bench.raw.dispatch import dispatch_rate
-from bench.raw.pubsub import pubsub_rate
-from bench.raw.round_trip import round_trip
+from taskmesh.bench.raw.cli import measure_all
+from taskmesh.bench.raw.dispatch import dispatch_rate
+from taskmesh.bench.raw.pubsub import pubsub_rate
+from taskmesh.bench.raw.round_trip import round_trip
 
 __all__ = ["dispatch_rate", "measure_all", "pubsub_rate", "round_trip"]

@@ -49,12 +49,12 @@ def children() -> Iterator[list[subprocess.Popen[bytes]]]:
 def start(
     procs: list[subprocess.Popen[bytes]], role: str, *args: object
 ) -> subprocess.Popen[bytes]:
-    """Run ``python -m bench.raw --child role args...``; its stdout is a pipe."""
+    """Run ``python -m taskmesh.bench.raw --child role args...``; its stdout is a pipe."""
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
-    cmd = [sys.executable, "-m", "bench.raw", "--child", role, *map(str, args)]
+    cmd = [sys.executable, "-m", "taskmesh.bench.raw", "--child", role, *map(str, args)]
     proc = subprocess.Popen(
         cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE
     )

@@ -15,7 +15,7 @@ import time
 import zmq
 import zmq.asyncio
 
-from bench.raw.children import (
+from taskmesh.bench.raw.children import (
     LOCAL,
     bounded,
     check_alive,

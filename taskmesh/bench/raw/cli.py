@@ -1,4 +1,4 @@
-"""``python -m bench.raw``: run the three baselines and print a table or JSON."""
+"""``python -m taskmesh.bench.raw``: run the three baselines and print a table or JSON."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import asyncio
 import json
 import sys
 
-from bench.raw.dispatch import dispatch_rate, worker_main
-from bench.raw.pubsub import pubsub_rate, sub_main
-from bench.raw.round_trip import broker_main, echo_main, round_trip
+from taskmesh.bench.raw.dispatch import dispatch_rate, worker_main
+from taskmesh.bench.raw.pubsub import pubsub_rate, sub_main
+from taskmesh.bench.raw.round_trip import broker_main, echo_main, round_trip
 
 
 def measure_all(
@@ -58,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child"]:
         return _child(argv[1], argv[2:])
-    parser = argparse.ArgumentParser(prog="python -m bench.raw", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m taskmesh.bench.raw", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--tasks", type=int, default=50_000, help="tasks for (a)")
     parser.add_argument("--trips", type=int, default=2000, help="timed round trips for (b)")
     parser.add_argument("--messages", type=int, default=200_000, help="messages for (c)")

@@ -14,7 +14,7 @@ from typing import Any
 
 import zmq
 
-from bench.raw.children import (
+from taskmesh.bench.raw.children import (
     LOCAL,
     bounded,
     children,

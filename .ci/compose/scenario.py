@@ -1,0 +1,308 @@
+"""The compose cluster, used as a user would use it; run by test.sh.
+
+Drives ``docker compose`` (COMPOSE, PROJECT) and the host's ``taskmesh`` CLI
+(TASKMESH) through the published ports, and checks what a user would check:
+workers connect, the seed's tasks succeed on the right workers, every task
+completes exactly once through a worker crash and a manager restart, scaled
+workers join with distinct names, and ``stop`` ends every container with 0.
+Writes its phase timings to TM_REPORT. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+COMPOSE = os.environ["COMPOSE"]
+PROJECT = os.environ["PROJECT"]
+TASKMESH = os.environ["TASKMESH"]
+PORT = os.environ["TASKMESH_PUBLISH_PORT"]
+REPO = Path(__file__).resolve().parents[2]
+SEED = {"1": ("Junior", 3), "2": ("Intermediate", 6), "3": ("Senior", 9)}
+POOL = 5
+TMP = Path(tempfile.mkdtemp(prefix="taskmesh-compose-"))
+
+
+class Failed(Exception):
+    """A check a user would make did not hold."""
+
+
+def check(ok: bool, what: str) -> None:
+    if not ok:
+        raise Failed(what)
+
+
+def run(cmd: Sequence[str], timeout: float = 120, stdin: str | None = None) -> str:
+    """Run ``cmd``; its stdout, or ``Failed`` with its output when it exits non-zero."""
+    proc = subprocess.run(
+        list(cmd), input=stdin, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if proc.returncode != 0:
+        raise Failed(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout}{proc.stderr}")
+    return proc.stdout
+
+
+def compose(*args: str, timeout: float = 180) -> str:
+    return run([COMPOSE, "-f", str(REPO / "docker-compose.yml"), "-p", PROJECT, *args], timeout)
+
+
+def taskmesh(*args: str, timeout: float = 60) -> Any:
+    """``taskmesh ARGS --json`` against the published ROUTER port, parsed."""
+    out = run([TASKMESH, *args, "--json", "--port", PORT, "--log-level", "ERROR"], timeout)
+    return json.loads(out)
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 90) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = probe()
+        except Failed:
+            value = None  # e.g. the manager is restarting
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise Failed(f"{what}: not within {timeout:.0f}s")
+        time.sleep(0.5)
+
+
+def connected(count: int) -> Callable[[], list[dict[str, Any]] | None]:
+    """A probe: the connected workers once there are exactly ``count``."""
+
+    def probe() -> list[dict[str, Any]] | None:
+        workers = [w for w in taskmesh("status")["workers"] if w["state"] == "connected"]
+        return workers if len(workers) == count else None
+
+    return probe
+
+
+def write_tasks(name: str, tasks: list[dict[str, Any]]) -> Path:
+    path = TMP / f"{name}.json"
+    path.write_text(json.dumps(tasks))
+    return path
+
+
+def submit(path: Path) -> None:
+    reply = taskmesh("submit", str(path))
+    check(not reply["known"], f"{path.name}: ids already known: {reply['known'][:5]}")
+
+
+def wait_done(path: Path, timeout: float = 240) -> list[dict[str, Any]]:
+    """Every task of ``path`` done; resubmitting known ids only waits for them.
+
+    Retried: the first request may reach a manager that is still restarting.
+    """
+    for attempt in range(3):
+        try:
+            answer: dict[str, Any] = taskmesh(
+                "submit", str(path), "--wait", "--timeout", str(timeout), timeout=timeout + 30
+            )
+            states: list[dict[str, Any]] = answer["results"]
+            return states
+        except Failed:
+            if attempt == 2:
+                raise
+            time.sleep(2)
+    raise AssertionError("unreachable")
+
+
+def assert_succeeded_once(path: Path, states: list[dict[str, Any]]) -> None:
+    ids = [str(t["id"]) for t in json.loads(path.read_text())]
+    check([s["id"] for s in states] == ids, f"{path.name}: results are not one per task")
+    bad = [s for s in states if not (s["state"] == "done" and s["result"]["success"])]
+    check(not bad, f"{path.name}: {len(bad)} task(s) did not succeed, e.g. {bad[:1]}")
+    journal = taskmesh("results")
+    seen = [s["id"] for s in journal]
+    check(len(seen) == len(set(seen)), "the journal lists a task twice")
+    check(set(ids) <= set(seen), f"{path.name}: tasks missing from the journal")
+
+
+def container_of(service: str) -> str:
+    ids = compose("ps", "-q", service).split()
+    check(len(ids) == 1, f"{service}: expected one container, got {ids}")
+    return ids[0]
+
+
+def inspect(container: str, fmt: str) -> str:
+    return run(["docker", "inspect", "-f", fmt, container]).strip()
+
+
+def crash(service: str) -> None:
+    """SIGKILL the worker's process from the host, as the OOM killer would.
+
+    (``docker kill`` counts as a deliberate stop, after which docker never
+    restarts a container; a crash must be restarted by the restart policy.)
+    """
+    init_pid = inspect(container_of(service), "{{.State.Pid}}")
+    children = Path(f"/proc/{init_pid}/task/{init_pid}/children").read_text().split()
+    check(len(children) == 1, f"{service}: expected docker-init's one child, got {children}")
+    os.kill(int(children[0]), 9)
+
+
+def running_on(name: str) -> Callable[[], bool]:
+    def probe() -> bool:
+        workers = taskmesh("status")["workers"]
+        return any(w["name"] == name and w["running"] > 0 for w in workers)
+
+    return probe
+
+
+def phase_up() -> None:
+    compose("up", "--detach", "--wait", "--wait-timeout", "150", timeout=240)
+    workers = wait_for("3 workers connected", connected(3), 60)
+    check(
+        sorted((w["name"], w["skill"]) for w in workers) == sorted(SEED.values()),
+        f"the seed's workers, got {[(w['name'], w['skill']) for w in workers]}",
+    )
+    health = {
+        s: inspect(container_of(s), "{{.State.Health.Status}}") for s in ("manager", "junior")
+    }
+    check(set(health.values()) == {"healthy"}, f"health: {health}")
+
+
+def phase_demo() -> None:
+    out = compose("--profile", "demo", "run", "--rm", "demo", timeout=240)
+    check("success rate: 3/3" in out, f"demo output:\n{out}")
+    for state in taskmesh("results", *SEED):
+        name, _ = SEED[state["id"]]
+        check(state["result"]["worker"] == name, f"task {state['id']} ran on the wrong worker")
+
+
+def echo_tasks(prefix: str, count: int, difficulty: int = 2) -> list[dict[str, Any]]:
+    return [
+        {"id": f"{prefix}-{i:03d}", "kind": "echo", "difficulty": difficulty, "payload": {"i": i}}
+        for i in range(count)
+    ]
+
+
+def slow_tasks(prefix: str, count: int) -> list[dict[str, Any]]:
+    """Difficulty 8: only Senior (skill 9) can run them, 2 s each at time scale 0.25."""
+    return [{"id": f"{prefix}-{i}", "difficulty": 8} for i in range(count)]
+
+
+def phase_crash() -> None:
+    path = write_tasks("crash", slow_tasks("crash-slow", 3) + echo_tasks("crash-echo", 200))
+    before = int(inspect(container_of("senior"), "{{.RestartCount}}"))
+    submit(path)
+    wait_for("Senior running a task", running_on("Senior"), 30)
+    crash("senior")
+    states = wait_done(path)
+    assert_succeeded_once(path, states)
+    rerun = [s["id"] for s in states if s["attempt"] > 1]
+    check(bool(rerun), "no task was re-run after the crash: the kill hit no running task")
+    after = int(inspect(container_of("senior"), "{{.RestartCount}}"))
+    check(after == before + 1, f"senior restart count {before} -> {after}")
+    wait_for("Senior back after its crash", connected(3), 60)
+
+
+def phase_restart() -> None:
+    path = write_tasks("restart", slow_tasks("restart-slow", 3) + echo_tasks("restart-echo", 200))
+    epoch = taskmesh("status")["manager"]["epoch"]
+    known = len(taskmesh("results"))
+    submit(path)
+    wait_for("Senior running a task", running_on("Senior"), 30)
+    compose("restart", "manager", timeout=60)
+    states = wait_done(path)
+    assert_succeeded_once(path, states)
+    status = taskmesh("status")
+    check(status["manager"]["epoch"] != epoch, "the manager was not restarted (same epoch)")
+    journal = taskmesh("results")
+    check(
+        len(journal) == known + len(states), f"journal: {known} + {len(states)} != {len(journal)}"
+    )
+    check(all(s["state"] == "done" for s in journal), "the journal has unfinished tasks")
+    wait_for("3 workers after the manager's restart", connected(3), 60)
+
+
+def phase_scale() -> None:
+    compose("up", "--detach", "--wait", "--wait-timeout", "120", "--scale", f"worker={POOL}")
+    workers = wait_for(f"{3 + POOL} workers connected", connected(3 + POOL), 60)
+    pool = sorted(w["name"] for w in workers if w["name"] not in {n for n, _ in SEED.values()})
+    containers = sorted(c[:12] for c in compose("ps", "-q", "worker").split())
+    check(len(set(pool)) == POOL, f"pool workers' names are not distinct: {pool}")
+    check(pool == containers, f"pool names {pool} are not their containers' ids {containers}")
+    path = write_tasks("pool", echo_tasks("pool-echo", 20, difficulty=5))
+    submit(path)
+    states = wait_done(path)
+    assert_succeeded_once(path, states)
+    check(
+        any(s["result"]["worker"] in pool for s in states),
+        "no task ran on a pool worker (best-fit prefers skill 5 for difficulty 5)",
+    )
+
+
+def phase_stop() -> None:
+    containers = compose("ps", "-q").split()
+    check(len(containers) == 4 + POOL, f"expected {4 + POOL} containers, got {len(containers)}")
+    # Stopped while running a task: Senior drains (finishes it) within its grace.
+    submit(write_tasks("stop", slow_tasks("stop-slow", 1)))
+    wait_for("Senior running a task", running_on("Senior"), 30)
+    compose("stop", timeout=180)
+    codes = {
+        c[:12]: inspect(c, "{{.Name}} {{.State.Status}} {{.State.ExitCode}}") for c in containers
+    }
+    bad = [v for v in codes.values() if not v.endswith(" exited 0")]
+    check(not bad, f"containers that did not exit 0: {bad}")
+
+
+def phase_image() -> None:
+    """The image as a user meets it: non-root, no build leftovers, /data writable."""
+    cfg = json.loads(run(["docker", "image", "inspect", "taskmesh:local"]))[0]["Config"]
+    check(cfg["User"] == "taskmesh", f"user {cfg['User']!r}")
+    check(cfg["Entrypoint"] == ["taskmesh"], f"entrypoint {cfg['Entrypoint']}")
+    check(set(cfg["ExposedPorts"]) == {"8888/tcp", "8889/tcp"}, f"ports {cfg['ExposedPorts']}")
+    check(bool(cfg.get("Healthcheck")), "no healthcheck")
+    find = "find /opt /data /app /src /tmp -name '*.egg-info' -o -name build -o -name '*.whl'"
+    image_sh = ["docker", "run", "--rm", "--entrypoint", "sh", "taskmesh:local", "-c"]
+    leftovers = run([*image_sh, f"{find} 2>/dev/null; true"])
+    check(not leftovers.strip(), f"build leftovers in the image: {leftovers.split()[:5]}")
+    # The two documented ways to give the manager a bind-mounted /data.
+    for owner, user in (("10001", None), ("4242", "4242:4242")):
+        data = TMP / f"data-{owner}"
+        data.mkdir()
+        os.chown(data, int(owner), int(owner))
+        args = ["docker", "run", "--detach", "-v", f"{data}:/data"]
+        container = run([*args, *(["--user", user] if user else []), "taskmesh:local"]).strip()
+        try:
+            wait_for(f"journal in a /data owned by {owner}", (data / "taskmesh.db").exists, 30)
+        finally:
+            run(["docker", "rm", "--force", container])
+
+
+def main() -> None:
+    timings: list[str] = []
+    phases = [
+        ("image", phase_image),
+        ("up", phase_up),
+        ("demo", phase_demo),
+        ("crash", phase_crash),
+        ("restart", phase_restart),
+        ("scale", phase_scale),
+        ("stop", phase_stop),
+    ]
+    try:
+        for name, fn in phases:
+            start = time.monotonic()
+            sys.stderr.write(f"== {name}\n")
+            try:
+                fn()
+            except (Failed, subprocess.TimeoutExpired) as exc:
+                sys.exit(f"compose test: phase {name} failed: {exc}")
+            timings.append(f"{name}={time.monotonic() - start:.1f}s")
+    finally:
+        shutil.rmtree(TMP, ignore_errors=True)
+    Path(os.environ["TM_REPORT"]).write_text(" ".join(timings) + "\n")
+
+
+if __name__ == "__main__":
+    main()

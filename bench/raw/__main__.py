@@ -1,5 +1,0 @@
-import sys
-
-from bench.raw.cli import main
-
-sys.exit(main())

@@ -1,0 +1,121 @@
+"""``taskmesh bench``: parse the experiment, run it and its raw baselines, report."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from taskmesh.bench.load import JOURNALS, Load, run_load
+from taskmesh.bench.report import figures, sweep_table, table, write
+
+SWEEPABLE = ("workers", "capacity", "payload", "tasks", "journal", "duration")
+
+
+def _sweep(text: str | None) -> tuple[str, list[str]] | None:
+    if text is None:
+        return None
+    name, _, values = text.partition("=")
+    if name not in SWEEPABLE or not values:
+        raise click.BadParameter(f"expected NAME=V1,V2,... with NAME one of {', '.join(SWEEPABLE)}")
+    return name, [v for v in values.split(",") if v]
+
+
+def _with(load: Load, name: str, value: str) -> Load:
+    kind = type(getattr(load, name))
+    try:
+        return dataclasses.replace(load, **{name: kind(value)})
+    except ValueError:
+        raise click.BadParameter(f"{name}={value!r} is not a {kind.__name__}") from None
+
+
+@click.command("bench")
+@click.option("--tasks", type=click.IntRange(1, 10_000_000), default=50_000, show_default=True)
+@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True)
+@click.option("--capacity", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@click.option("--journal", type=click.Choice(JOURNALS), default="memory", show_default=True)
+@click.option(
+    "--duration",
+    type=click.FloatRange(0, 60),
+    default=0.0,
+    show_default=True,
+    help="Seconds each task sleeps (0: no-op tasks).",
+)
+@click.option("--payload", type=click.IntRange(0, 200_000), default=0, help="Payload bytes.")
+@click.option("--difficulty", default="1", show_default=True, help="1-10, or 'mix'.")
+@click.option("--trips", type=click.IntRange(0, 100_000), default=500, show_default=True)
+@click.option("--broadcast", is_flag=True, help="Also measure Ceylon's broadcast vs PUB/SUB.")
+@click.option("--raw/--no-raw", default=True, help="Measure the raw pyzmq baselines too.")
+@click.option("--sweep", default=None, help=f"NAME=V1,V2 ... over one of {', '.join(SWEEPABLE)}.")
+@click.option(
+    "--out", type=click.Path(file_okay=False), default=None, help="Write JSON/table/plot."
+)
+@click.option("--host", default="", help="Use the running manager at HOST (starts nothing).")
+@click.option("--port", type=click.IntRange(1, 65535), default=8888, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (a list: --sweep).")
+def bench_command(
+    sweep: str | None,
+    out: str | None,
+    as_json: bool,
+    raw: bool,
+    broadcast: bool,
+    **values: Any,
+) -> None:
+    """Load experiment: taskmesh against raw pyzmq, measured in the same run.
+
+    Starts a manager and worker processes on 127.0.0.1 (or uses --host),
+    runs --tasks no-op tasks (or --duration sleeps), then --trips single-task
+    round trips, and prints throughput, round-trip percentiles, CPU per task
+    per process and memory, each beside its raw baseline and their ratio.
+    """
+    if values["difficulty"] != "mix" and values["difficulty"] not in {str(n) for n in range(1, 11)}:
+        raise click.BadParameter("expected 1-10 or 'mix'", param_hint="--difficulty")
+    load = Load(**values)
+    plan = _sweep(sweep)
+    loads = [_with(load, plan[0], v) for v in plan[1]] if plan else [load]
+    rows = [_one(item, raw, broadcast, quiet=as_json) for item in loads]
+    param = plan[0] if plan else None
+    if as_json:
+        click.echo(json.dumps(rows if param else rows[0], indent=2))
+    else:
+        click.echo(sweep_table(param, rows) if param else table(rows[0]))
+    if out is not None:
+        name = f"sweep-{param}" if param else "bench"
+        files = write(Path(out), name, rows, param)
+        click.echo("wrote " + ", ".join(str(f) for f in files), err=True)
+        if param and not any(f.suffix == ".png" for f in files):
+            click.echo("no plot: pip install 'taskmesh[plot]' (matplotlib)", err=True)
+
+
+def _one(load: Load, raw: bool, broadcast: bool, quiet: bool) -> dict[str, Any]:
+    from taskmesh.bench.broadcast import broadcast_rate
+    from taskmesh.bench.raw import dispatch_rate, pubsub_rate, round_trip
+
+    def say(text: str) -> None:
+        if not quiet:
+            click.echo(f"\r{text}   ", nl=False, err=True)
+
+    baselines: dict[str, dict[str, Any]] = {}
+    if raw:
+        say("raw pyzmq: one message per task ...")
+        baselines["dispatch"] = dispatch_rate(min(load.tasks, 200_000))
+        if load.trips:
+            say("raw pyzmq: round trips ...")
+            baselines["round_trip"] = round_trip(load.trips, warmup=max(10, load.trips // 10))
+    got = run_load(load, show=say)
+    if broadcast:
+        say("broadcast ...")
+        baselines["broadcast"] = broadcast_rate(load.workers, 100_000)
+        if raw:
+            baselines["pubsub"] = pubsub_rate(200_000, subscribers=load.workers)
+    if not quiet:
+        click.echo("", err=True)
+    return figures(load, got, baselines)
+
+
+def main() -> None:  # pragma: no cover - python -m taskmesh.bench.cli
+    sys.exit(bench_command())

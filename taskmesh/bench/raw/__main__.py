@@ -1,0 +1,5 @@
+import sys
+
+from taskmesh.bench.raw.cli import main
+
+sys.exit(main())

@@ -1,0 +1,75 @@
+"""``taskmesh bench`` runs end to end and its figures agree with each other (never its speed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from taskmesh.cli import main
+
+pytestmark = pytest.mark.slow
+
+KEYS = {
+    "tasks_per_s",
+    "raw_tasks_per_s",
+    "ratio",
+    "rtt_p50_us",
+    "rtt_p99_us",
+    "raw_rtt_p50_us",
+    "manager_us_per_task",
+    "worker_us_per_task",
+    "manager_rss_growth_mb_per_100k",
+    "tasks",
+    "workers",
+    "journal",
+}
+
+
+def bench(*args: str) -> object:
+    result = CliRunner().invoke(main, ["bench", *args, "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_a_small_run_records_every_task_and_its_figures_agree() -> None:
+    row = bench("--tasks", "600", "--trips", "20", "--journal", "file", "--capacity", "20")
+    assert isinstance(row, dict)
+    assert row.keys() >= KEYS
+    assert (row["tasks"], row["workers"], row["journal"]) == (600, 2, "file")
+    assert row["statuses"] == {"succeeded": 600}  # every task recorded, none twice or failed
+    assert row["tasks_per_s"] > 0
+    assert row["raw_tasks_per_s"] > 0
+    assert row["ratio"] == pytest.approx(row["tasks_per_s"] / row["raw_tasks_per_s"], rel=0.01)
+    assert 0 < row["rtt_p50_us"] <= row["rtt_p95_us"] <= row["rtt_p99_us"]
+    assert row["manager_us_per_task"] > 0
+    assert row["worker_us_per_task"] > 0
+    assert row["manager_peak_rss_mb"] > 0
+
+
+def test_a_sweep_writes_one_row_per_value(tmp_path: Path) -> None:
+    rows = bench(
+        "--tasks", "300", "--trips", "0", "--no-raw", "--sweep", "workers=1,2",
+        "--out", str(tmp_path),
+    )  # fmt: skip
+    assert isinstance(rows, list)
+    assert [r["workers"] for r in rows] == [1, 2]
+    assert all(r["statuses"] == {"succeeded": 300} for r in rows)
+    assert all(r["ratio"] is None for r in rows)  # no baseline measured: no ratio
+    written = json.loads((tmp_path / "sweep-workers.json").read_text())
+    assert [r["workers"] for r in written] == [1, 2]
+    assert "tasks/s" in (tmp_path / "sweep-workers.txt").read_text()
+
+
+def test_bad_bench_arguments_are_clear_errors() -> None:
+    for args, needle in (
+        (["--sweep", "colour=1,2"], "NAME=V1,V2"),
+        (["--sweep", "workers=a,b"], "workers='a'"),
+        (["--difficulty", "11"], "1-10"),
+        (["--journal", "tape"], "--journal"),
+    ):
+        result = CliRunner().invoke(main, ["bench", *args])
+        assert result.exit_code == 2, result.output
+        assert needle in result.output
