@@ -1,7 +1,8 @@
 """The manager's agent layer: Ceylon's ``Admin`` on a ROUTER and a PUB socket.
 
-It keeps membership (register → probe on PUB → ready → connected; heartbeats;
-loss), routes direct messages and re-publishes broadcasts.  The sockets are a
+It keeps membership (register → probe on PUB → ready → connected; heartbeats
+on both sockets; unreachable, then lost), routes direct messages and
+re-publishes broadcasts.  The sockets are a
 component (``Endpoint`` over a ``Transport``); other layers attach through the
 ``AdminHooks`` extension points (``use``), never by subclassing.  Users
 subclass ``Admin`` for Ceylon's callbacks (``on_message`` ...), as in Ceylon.
@@ -94,7 +95,9 @@ class Admin(AgentBase):
         AgentBase.__init__(self, cfg.name, role, cfg.workspace)
         self.config = cfg
         self.clock = clock
-        self.registry = Registry(clock, cfg.heartbeat_interval, cfg.liveness)
+        self.registry = Registry(
+            clock, cfg.heartbeat_interval, cfg.liveness, grace=cfg.unreachable_grace
+        )
         counters: Counter[str] = Counter()
         #: The CURVE allow-lists (``None``: CURVE off, everyone is one tenant).
         self.keyring: KeyRing | None = None
@@ -184,7 +187,7 @@ class Admin(AgentBase):
     async def send_direct(self, agent_id: str, data: bytes) -> None:
         """Send ``data`` to one connected agent; ``LookupError`` if it is not connected."""
         rec = self.registry.get(agent_id)
-        if rec is None or rec.state == AgentState.PENDING:
+        if rec is None or not rec.announced:
             raise LookupError(f"no connected agent {agent_id!r}")
         msg = Direct(sender=self.id, target=agent_id, seq=0, time=now_ns(), data=bytes(data))
         self.endpoint.post(rec.route, msg)
@@ -283,6 +286,8 @@ class Admin(AgentBase):
             return
         rec = self.member(ident)
         if rec is not None:
+            if rec.state == AgentState.UNREACHABLE:
+                self._reachable_again(ident, rec, msg)
             self.registry.touch(rec.id)  # any message is proof of life
         handler = self._handlers.get(type(msg))
         if handler is None:
@@ -314,9 +319,29 @@ class Admin(AgentBase):
             hook.before_ack()
 
     def _unreachable(self, ident: bytes) -> None:
+        """A message to ``ident`` could not be sent: unreachable; it must register again."""
         rec = self.registry.by_route(ident)
-        if rec is not None:
-            self._drop_record(rec, "lost: unreachable")
+        if rec is None:
+            return
+        rec.missed = True  # its connection is closed, not stalled: no grace
+        if self.registry.set_unreachable(rec):
+            logger.warning(
+                "{} unreachable: its connection is closed; it keeps its {} task(s) until it "
+                "has been silent for {:g}s",
+                rec.name,
+                len(rec.running),
+                self.registry.window,
+            )
+
+    def _reachable_again(self, ident: bytes, rec: AgentRecord, msg: Message) -> None:
+        """Heard from ``rec`` again; if a message to it was lost, it must register again."""
+        logger.info(
+            "{} reachable again after {:.1f}s of silence", rec.name, self.clock() - rec.last_seen
+        )
+        if rec.missed and not isinstance(msg, Register):
+            rec.missed = False
+            why = "a message to you could not be sent: register again, with what you hold"
+            self.post(ident, Error(code="unknown_peer", message=why))
 
     # ------------------------------------------------------------------ membership
 
@@ -395,11 +420,14 @@ class Admin(AgentBase):
                 "use a new connection for another agent",
             )
         holder = self.registry.get(agent_id)
-        if holder is None or (holder.route == ident and holder.key == self.endpoint.peer_key):
+        key = self.endpoint.peer_key
+        if holder is None or (holder.route == ident and holder.key == key):
             return None
-        if holder.key != self.endpoint.peer_key:
+        if holder.key != key:
             why = "is bound to another key"
-        else:  # is the holder still there?  If not, this heartbeat fails and frees the id
+        elif holder.state == AgentState.UNREACHABLE:
+            return None  # silent, or its connection closed: the same agent on a new connection
+        else:  # is the holder still there?  If not, this heartbeat fails: unreachable
             self.post(holder.route, Heartbeat(epoch=self.epoch, time=now_ns()))
             why = "is held by a live worker on another connection (a second process with this id?)"
         return Error(code="id_taken", message=f"agent id {agent_id[:64]!r} {why}")
@@ -450,7 +478,7 @@ class Admin(AgentBase):
             self.registry.remove(rec.id)
         level = "INFO" if reason.startswith(("left", "re-registered")) else "WARNING"
         logger.log(level, "{} disconnected: {}", rec.name, reason)
-        if rec.state != AgentState.PENDING:
+        if rec.announced:
             self.endpoint.publish(Left(agent=ref_of(rec.detail), reason=reason))
             self.peer_down(rec.id)
         for hook in self.hooks:
@@ -465,7 +493,7 @@ class Admin(AgentBase):
             self.deliver(msg.sender, msg.data, msg.time)
             return
         target = self.registry.get(msg.target)
-        if target is None or target.state == AgentState.PENDING:
+        if target is None or not target.announced:
             self.post(
                 ident,
                 Error(code="unknown_target", message=f"no connected agent {msg.target[:64]!r}"),
@@ -514,13 +542,13 @@ class Admin(AgentBase):
     def tick(self) -> None:
         """Expire silent agents, probe pending ones, heartbeat, then the hooks' ``on_tick``."""
         now = self.clock()
-        for rec in self.registry.expired(self.endpoint.heard_until()):
-            self._drop_record(rec, f"lost: silent for {now - rec.last_seen:.1f}s")
+        self._check_liveness(now)
         for rec in self.registry.pending():
             self.endpoint.publish(Probe(agent_id=rec.id, epoch=self.epoch))
         if now - self._last_beat >= self.config.heartbeat_interval:
             self._last_beat = now
             beat = encode(Heartbeat(epoch=self.epoch, time=now_ns()), self.config.max_message_bytes)
+            self.endpoint.publish(beat)  # proves every SUB's connection alive
             for rec in self.registry:
                 self.post(rec.route, beat)
         if self.keyring is not None and now - self._keys_checked >= RELOAD_EVERY:
@@ -530,6 +558,20 @@ class Admin(AgentBase):
         self.endpoint.summarise()
         for hook in self.hooks:
             hook.on_tick(now)
+
+    def _check_liveness(self, now: float) -> None:
+        """Silent for the window: unreachable; for the window and the grace: lost."""
+        heard = self.endpoint.heard_until()
+        for rec in self.registry.expired(heard):
+            self._drop_record(rec, f"lost: silent for {now - rec.last_seen:.1f}s")
+        for rec in self.registry.mark_unreachable(heard):
+            logger.warning(
+                "{} unreachable: silent for {:.1f}s; it keeps its {} task(s) for {:g}s more",
+                rec.name,
+                now - rec.last_seen,
+                len(rec.running),
+                self.registry.grace,
+            )
 
     def reload_keys(self) -> None:
         """Read the key directories again (SIGHUP, or a change seen by ``tick``).

@@ -49,6 +49,15 @@ class ManagerConfig(AgentConfig):
         low=0,
         high=86_400,
     )
+    requeue_grace: float | None = setting(
+        None,
+        help="Seconds a worker silent for the liveness window stays 'unreachable' (keeping its "
+        "tasks, getting no new ones) before it is dropped and its tasks are re-queued.",
+        low=0,
+        high=86_400,
+        metavar="SECONDS",
+        default_text="one liveness window",
+    )
     max_attempts: int = setting(
         3, help="Give a task up after losing its worker this many times.", low=1, high=100
     )
@@ -101,3 +110,8 @@ class ManagerConfig(AgentConfig):
     def curve(self) -> bool:
         """CURVE encryption and key allow-lists are on."""
         return bool(self.secret_key)
+
+    @property
+    def unreachable_grace(self) -> float:
+        """Seconds an unreachable worker keeps its tasks (``--requeue-grace``, else the window)."""
+        return self.window if self.requeue_grace is None else self.requeue_grace

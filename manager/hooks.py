@@ -12,8 +12,10 @@ In the order an agent meets them:
 - ``on_joined(rec, old, msg)``: a registration was accepted; ``rec`` is
   pending (its SUB not yet proven); ``old`` is the record it replaced, if any.
 - ``on_ready(rec)``: ``rec`` is connected (both channels proven).
-- ``on_lost(rec, reason)``: ``rec`` left, went silent, became unreachable, or
-  was replaced by a re-registration.
+- ``on_lost(rec, reason)``: ``rec`` left, was silent for the liveness window
+  and the requeue grace, or was replaced by a re-registration.  An agent
+  only ``unreachable`` (silent for the window, or a message to it could not
+  be sent) is not lost: it keeps ``rec.running`` and gets no new work.
 - ``on_tick(now)``: every tick (a quarter heartbeat, at most 0.1 s).
 - ``before_ack()``: make the state changes of the handled batch durable; runs
   before any reply of that batch is sent.

@@ -35,6 +35,7 @@ class AgentState(StrEnum):
     PENDING = "pending"  # registered on the DEALER, SUB not yet proven
     CONNECTED = "connected"  # both channels proven: gets work and callbacks
     DRAINING = "draining"  # stopping: no new work, still finishing
+    UNREACHABLE = "unreachable"  # silent for the window: no new work, keeps its tasks a grace
 
 
 RESULT_STATUSES = frozenset(ResultStatus)

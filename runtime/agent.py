@@ -92,7 +92,13 @@ class AgentBase:
         """``agent`` joined: both its channels are proven live."""
 
     async def on_agent_disconnected(self, topic: str, agent: AgentDetail) -> None:
-        """``agent`` left, or stopped heartbeating for the liveness window."""
+        """``agent`` left or was lost.
+
+        The manager loses an agent silent for the liveness window and then the
+        grace (``--requeue-grace``); meanwhile it is only ``unreachable`` and
+        stays connected.  A worker loses every peer when its manager is silent
+        for the window.
+        """
 
     async def run(self, inputs: bytes) -> None:
         """The agent's own work, started once it is up; the agent runs on when it returns."""

@@ -92,3 +92,29 @@ def drain(sock: zmq.asyncio.Socket, most: int) -> list[list[bytes]]:
     except zmq.Again:
         pass
     return out
+
+
+def liveness_options(
+    sock: zmq.asyncio.Socket, interval: float, liveness: int, *, ttl: bool = True
+) -> None:
+    """Bounded reconnects and ZMTP heartbeats on a connecting socket (seconds in, ms set).
+
+    A connection that stalls without closing (packets dropped: TCP neither
+    fails nor delivers for minutes) is closed after ``liveness + 1`` silent
+    heartbeat intervals, one beyond the application's own window, so the
+    agent notices first; ``ttl`` asks the bound end to close its half too.
+    Reconnecting then starts at once and never waits longer than one
+    interval between attempts, and a connect attempt (a SYN lost in the
+    partition) is abandoned after an interval (at least 0.2 s) instead of
+    following the kernel's SYN back-off.  Keep the interval well above the
+    round-trip time.
+    """
+    ivl = max(round(interval * 1000), 10)
+    silent = ivl * (liveness + 1)
+    sock.setsockopt(zmq.RECONNECT_IVL, min(100, ivl))
+    sock.setsockopt(zmq.RECONNECT_IVL_MAX, ivl)
+    sock.setsockopt(zmq.CONNECT_TIMEOUT, max(ivl, 200))
+    sock.setsockopt(zmq.HEARTBEAT_IVL, ivl)
+    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, silent)
+    if ttl:
+        sock.setsockopt(zmq.HEARTBEAT_TTL, min(silent, 6_553_500))  # 0.1 s steps, at most this

@@ -6,9 +6,11 @@ import asyncio
 from pathlib import Path
 
 import pytest
+import zmq
+import zmq.asyncio
 from click.testing import CliRunner
 
-from protocol import MAX_MESSAGE_BYTES, TaskSpec
+from protocol import MAX_MESSAGE_BYTES, Heartbeat, Message, TaskSpec, encode
 from taskmesh.cli import main
 from worker import TaskContext
 from worker.handlers import HandlerError, load_handlers
@@ -36,6 +38,51 @@ def test_a_cancellation_arriving_with_a_socket_replacement_is_not_swallowed(
         finally:
             task.cancel()
             link.close()
+
+    asyncio.run(body())
+
+
+def test_a_renewed_sub_goes_on_receiving_from_the_same_publisher(unused_port: int) -> None:
+    async def body() -> None:
+        ctx = zmq.asyncio.Context()
+        pub = ctx.socket(zmq.PUB)
+        pub.setsockopt(zmq.LINGER, 0)
+        port = pub.bind_to_random_port("tcp://127.0.0.1")
+        link = ManagerLink("w-1", "127.0.0.1", unused_port, MAX_MESSAGE_BYTES, "w")
+        link.open()
+        link.set_heartbeat(0.2, 3)
+        got: asyncio.Queue[Message] = asyncio.Queue()
+
+        async def consume() -> None:
+            async for msg in link.published():
+                got.put_nowait(msg)
+
+        async def heard(epoch: str) -> bool:
+            """Publish until the link's SUB delivers it (a new SUB subscribes after a moment)."""
+            for _ in range(100):
+                await pub.send(encode(Heartbeat(epoch=epoch, time=0)))
+                try:
+                    while True:
+                        msg = await asyncio.wait_for(got.get(), 0.02)
+                        if isinstance(msg, Heartbeat) and msg.epoch == epoch:
+                            return True
+                except TimeoutError:
+                    pass
+            return False
+
+        task = asyncio.ensure_future(consume())
+        try:
+            link.connect_sub(f"tcp://127.0.0.1:{port}")
+            assert await heard("first")
+            link.renew_sub()
+            assert link.sub_endpoint == f"tcp://127.0.0.1:{port}"
+            assert await heard("second")  # the receive loop moved to the new SUB
+            assert not task.done()
+        finally:
+            task.cancel()
+            link.close()
+            pub.close()
+            ctx.term()
 
     asyncio.run(body())
 

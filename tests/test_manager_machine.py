@@ -19,6 +19,8 @@ from protocol import (
     Drain,
     Error,
     Finished,
+    Heartbeat,
+    Left,
     Ready,
     Register,
     ResultAck,
@@ -86,6 +88,13 @@ def final(m: ManagerHarness, task_id: str) -> TaskResult:
     (view,) = m.service.queries.states([task_id])
     assert view.result is not None
     return view.result
+
+
+def worker_state(m: ManagerHarness, worker: str) -> str:
+    """``worker``'s state as ``status`` reports it."""
+    m.deliver(CLIENT, StatusRequest(req=99))
+    reply = m.router.to(CLIENT, StatusReply)[-1]
+    return next(w.state for w in reply.workers if w.id == worker)
 
 
 def state(m: ManagerHarness, task_id: str) -> str:
@@ -177,19 +186,97 @@ def test_a_silent_worker_is_lost_and_its_task_runs_elsewhere(mgr: ManagerHarness
     submit(mgr, TaskSpec(id="a"))
     mgr.join("w2")
     assert jobs_of(mgr, "w1") == [("a", 1)]
-    mgr.tick(4.0, alive=("w2",))  # w1 says nothing    assert "w1" not in mgr.admin.registry
+    mgr.tick(3.5, alive=("w2",))  # w1 says nothing for the window: unreachable, keeps a
+    assert jobs_of(mgr, "w2") == []
+    mgr.tick(3.0, alive=("w2",))  # and for the grace (one more window): lost
+    assert "w1" not in mgr.admin.registry
     assert jobs_of(mgr, "w2") == [("a", 2)]
     # w1's late result is not recorded: the task belongs to w2's attempt now.
     mgr.deliver("w2", Results(results=[result("a", "w2", attempt=2)]))
     assert final(mgr, "a").worker == "w2"
 
 
-def test_an_unreachable_worker_is_dropped_and_its_task_requeued(mgr: ManagerHarness) -> None:
+def test_a_worker_that_cannot_be_sent_to_registers_again_when_back(mgr: ManagerHarness) -> None:
     mgr.join("w1")
     mgr.router.unreachable.add("w1")  # its connection is gone: sends to it fail
+    submit(mgr, TaskSpec(id="a"))  # the assignment is lost
+    assert worker_state(mgr, "w1") == "unreachable"
+    assert state(mgr, "a") == TaskStatus.RUNNING  # kept for the grace
+    mgr.router.unreachable.clear()
+    mgr.deliver("w1", Heartbeat(epoch=mgr.admin.epoch, time=0))  # back: asked to register
+    assert mgr.router.to("w1", Error)[-1].code == "unknown_peer"
+    assert worker_state(mgr, "w1") == "connected"
+    mgr.join("w1")  # holding nothing: the task it never got runs again
+    assert jobs_of(mgr, "w1") == [("a", 2)]
+
+
+def test_a_worker_whose_connection_is_gone_gets_no_grace(mgr: ManagerHarness) -> None:
+    mgr.join("w1")
+    mgr.join("w2")
     submit(mgr, TaskSpec(id="a"))
+    assert jobs_of(mgr, "w1") == [("a", 1)]
+    mgr.router.unreachable.add("w1")  # its process died: the connection is closed
+    mgr.tick(1.0, alive=("w2",))  # the heartbeat to it fails
+    assert worker_state(mgr, "w1") == "unreachable"
+    mgr.tick(2.5, alive=("w2",))  # silent past the window: lost, no grace
     assert "w1" not in mgr.admin.registry
-    assert state(mgr, "a") == TaskStatus.QUEUED
+    assert jobs_of(mgr, "w2") == [("a", 2)]
+
+
+def test_a_worker_silent_for_the_window_keeps_its_tasks_when_heard_again(
+    mgr: ManagerHarness,
+) -> None:
+    mgr.join("w1")
+    mgr.join("w2")
+    submit(mgr, TaskSpec(id="a"), TaskSpec(id="b"))
+    assert jobs_of(mgr, "w1") == [("a", 1)]
+    mgr.tick(3.5, alive=("w2",))  # w1 silent past the window, not past the grace
+    assert worker_state(mgr, "w1") == "unreachable"
+    assert worker_state(mgr, "w2") == "connected"
+    mgr.deliver("w2", Results(results=[result("b", "w2")]))
+    submit(mgr, TaskSpec(id="c"), req=2)
+    assert jobs_of(mgr, "w1") == [("a", 1)]  # no new work while unreachable
+    assert jobs_of(mgr, "w2")[-1] == ("c", 1)
+    mgr.deliver("w1", Heartbeat(epoch=mgr.admin.epoch, time=0))
+    assert worker_state(mgr, "w1") == "connected"
+    assert mgr.router.to("w1", Error) == []  # nothing was lost: no need to register again
+    mgr.tick(5.0, alive=("w1", "w2"))
+    mgr.deliver("w1", Results(results=[result("a", "w1")]))
+    assert final(mgr, "a").attempt == 1
+    assert final(mgr, "a").worker == "w1"
+
+
+def test_no_one_is_told_of_an_unreachable_worker_until_it_is_lost(mgr: ManagerHarness) -> None:
+    mgr.join("w1")
+    mgr.join("w2")
+    mgr.tick(3.5, alive=("w2",))
+    assert not any(isinstance(m, Left) for m in mgr.router.published)
+    assert mgr.admin.get_agent_by_id("w1") is not None  # no on_agent_disconnected yet
+    mgr.tick(3.0, alive=("w2",))
+    (left,) = [m for m in mgr.router.published if isinstance(m, Left)]
+    assert left.agent.id == "w1"
+    assert left.reason.startswith("lost: silent for 6.")
+    assert mgr.admin.get_agent_by_id("w1") is None
+
+
+def test_no_grace_loses_a_silent_worker_after_the_window(db: Path) -> None:
+    m = ManagerHarness(db, requeue_grace=0.0)
+    try:
+        m.join("w1")
+        submit(m, TaskSpec(id="a"))
+        m.tick(3.5)
+        assert "w1" not in m.admin.registry
+        assert state(m, "a") == TaskStatus.QUEUED
+    finally:
+        m.close()
+
+
+def test_the_manager_heartbeats_on_its_pub_too(mgr: ManagerHarness) -> None:
+    mgr.tick(1.0)
+    mgr.tick(1.0)
+    beats = [m for m in mgr.router.published if isinstance(m, Heartbeat)]
+    assert len(beats) >= 2
+    assert {b.epoch for b in beats} == {mgr.admin.epoch}
 
 
 def test_a_task_that_keeps_losing_its_worker_is_given_up(db: Path) -> None:
@@ -200,7 +287,7 @@ def test_a_task_that_keeps_losing_its_worker_is_given_up(db: Path) -> None:
             if round_ == 1:
                 submit(m, TaskSpec(id="poison"))
             assert jobs_of(m, f"w{round_}") == [("poison", round_)]
-            m.tick(3.5)  # silent past the window: lost
+            m.tick(6.5)  # silent past the window and the grace: lost
         given_up = final(m, "poison")
         assert given_up.status == ResultStatus.WORKER_LOST
         assert given_up.error is not None

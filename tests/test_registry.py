@@ -113,6 +113,51 @@ def test_connected_agents_expire_too(reg: Registry, clock: FakeClock) -> None:
     assert [r.id for r in reg.expired()] == ["w1"]
 
 
+def test_silent_agent_is_unreachable_then_expires_after_the_grace(clock: FakeClock) -> None:
+    reg = Registry(clock, interval=1.0, liveness=3, grace=2.0)
+    rec, _ = reg.add("w1", name="W", role="worker")
+    reg.set_state("w1", AgentState.CONNECTED)
+    clock.now += 3.01
+    assert reg.mark_unreachable() == [rec]
+    assert reg.mark_unreachable() == []  # reported once
+    assert rec.state == AgentState.UNREACHABLE
+    assert rec.free == 0  # no new work
+    assert rec.announced  # still a member
+    assert reg.expired() == []
+    clock.now += 2.0
+    assert reg.expired() == [rec]
+
+
+def test_any_message_restores_an_unreachable_agent(reg: Registry, clock: FakeClock) -> None:
+    rec, _ = reg.add("w1", name="W", role="worker", capacity=2)
+    reg.set_state("w1", AgentState.DRAINING)
+    clock.now += 4.0
+    reg.mark_unreachable()
+    assert rec.info(clock()).state == "unreachable"  # as status shows it
+    reg.touch("w1")
+    assert rec.state == AgentState.DRAINING
+
+
+def test_a_pending_agent_that_went_unreachable_is_not_announced(
+    reg: Registry, clock: FakeClock
+) -> None:
+    rec, _ = reg.add("w1", name="W", role="worker")
+    clock.now += 4.0
+    reg.mark_unreachable()
+    assert not rec.announced
+    assert reg.connected() == []
+    reg.touch("w1")
+    assert reg.pending() == [rec]
+
+
+def test_an_agent_that_missed_a_message_gets_no_grace(clock: FakeClock) -> None:
+    reg = Registry(clock, interval=1.0, liveness=3, grace=10.0)
+    rec, _ = reg.add("w1", name="W", role="worker")
+    rec.missed = True
+    clock.now += 3.01
+    assert reg.expired() == [rec]
+
+
 def test_touch_unknown_agent_is_none(reg: Registry) -> None:
     assert reg.touch("ghost") is None
     assert len(reg) == 0

@@ -123,7 +123,8 @@ class RawPeer:
 class RawManager:
     """A manager's ROUTER and PUB driven by hand, talking to one worker.
 
-    It heartbeats the worker while it waits in ``recv``; ``new_epoch`` plays
+    It heartbeats the worker (on the ROUTER and the PUB) while it waits in
+    ``recv``; ``new_epoch`` plays
     a manager restart (the worker registers again on the same DEALER).
     """
 
@@ -156,7 +157,9 @@ class RawManager:
         while (left := deadline - time.monotonic()) > 0:
             if self.worker and time.monotonic() - self.last_beat >= self.interval:
                 self.last_beat = time.monotonic()
-                self.send({"type": "heartbeat", "epoch": self.epoch, "time": time.time_ns()})
+                beat = {"type": "heartbeat", "epoch": self.epoch, "time": time.time_ns()}
+                self.send(beat)
+                self.pub.send(msgpack.packb(beat))  # on PUB too: the SUB's proof of life (§7)
             if self.router.poll(int(min(left, 0.02) * 1000)):
                 ident, body = self.router.recv_multipart()
                 msg: dict[str, Any] = msgpack.unpackb(body, raw=False)

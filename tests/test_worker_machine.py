@@ -15,6 +15,7 @@ import pytest
 from protocol import (
     PROTOCOL_VERSION,
     Assign,
+    Bye,
     Drain,
     Heartbeat,
     Job,
@@ -282,3 +283,121 @@ def test_the_runner_is_a_hook_of_the_worker() -> None:
     assert worker.capacity == 3
     plain = Worker("ceylon", link=FakeLink())
     assert plain.capacity == 0  # a Ceylon worker without a runner takes no tasks
+
+
+# --------------------------------------------------------------------------- liveness
+
+
+def beats(
+    worker: Worker, clock: FakeClock, seconds: float, *, dealer: bool = True, pub: bool = True
+) -> None:
+    """Let ``seconds`` pass in session ticks; the manager heartbeats on the channels named."""
+    for _ in range(round(seconds / 0.25)):
+        clock.advance(0.25)
+        if dealer:
+            worker.handle(Heartbeat(epoch=worker.epoch, time=0))
+        if pub:
+            worker.handle_published(Heartbeat(epoch=worker.epoch, time=0))
+        worker.keep_session(clock())
+
+
+def test_a_silent_sub_makes_the_worker_register_again_keeping_its_tasks() -> None:
+    async def body() -> None:
+        worker, runner, link, clock = worker_with_fakes(handlers())
+        connect(worker, clock)
+        worker.handle(Assign(epoch=EPOCH, jobs=[job("a")]))
+        await settle()
+        beats(worker, clock, 5.0)  # both channels heard: nothing happens
+        assert worker.session == Session.CONNECTED
+        assert link.subs == 1
+        beats(worker, clock, 3.0, pub=False)  # the SUB hears nothing for the window
+        assert worker.session == Session.CONNECTED
+        beats(worker, clock, 0.5, pub=False)
+        assert worker.session == Session.OFFLINE  # registers again ...
+        assert link.subs == 2  # ... on a fresh SUB
+        assert link.dealers == 0  # the DEALER works: kept
+        worker.keep_session(clock())
+        held = {(k.task_id, k.attempt) for k in link.of(Register)[-1].holding}
+        assert held == {("a", 1)}  # the manager moves the task to the new registration
+        assert runner.running() == 1
+        connect(worker, clock)
+        assert link.subs == 2  # same endpoint: the fresh SUB is kept
+        GATES["a"].set()
+
+    run(body)
+
+
+def test_a_silent_manager_renews_both_sockets_with_its_timing() -> None:
+    worker, _, link, clock = worker_with_fakes(handlers(), heartbeat_interval=1.0)
+    assert link.heartbeat == (1.0, 3)  # the worker's own settings until welcomed
+    connect(worker, clock)  # welcome: interval 1.0, liveness 3
+    beats(worker, clock, 3.5, dealer=False, pub=False)
+    assert worker.session == Session.OFFLINE
+    assert (link.dealers, link.subs) == (1, 2)  # a new DEALER and a fresh SUB
+    worker.keep_session(clock())
+    worker.handle(
+        Welcome(
+            version=PROTOCOL_VERSION,
+            manager_id="m",
+            manager_name="m",
+            epoch=EPOCH,
+            pub_endpoint="tcp://127.0.0.1:2",
+            heartbeat_interval=0.5,
+            liveness=4,
+        )
+    )
+    assert link.heartbeat == (0.5, 4)  # sockets made from now on use the manager's timing
+
+
+def welcome(epoch: str = EPOCH) -> Welcome:
+    return Welcome(
+        version=PROTOCOL_VERSION,
+        manager_id="m",
+        manager_name="m",
+        epoch=epoch,
+        pub_endpoint="tcp://127.0.0.1:2",
+        heartbeat_interval=1.0,
+        liveness=3,
+    )
+
+
+def test_a_probing_worker_renews_its_sub_then_registers_again() -> None:
+    worker, _, link, clock = worker_with_fakes(handlers())
+    connect(worker, clock)
+    worker.handle(Heartbeat(epoch="e2", time=0))  # a new manager instance
+    worker.keep_session(clock())
+    worker.handle(welcome("e2"))
+    assert worker.session == Session.PROBING
+    beats(worker, clock, 3.0, pub=False)
+    assert link.subs == 1  # a window without its probe ...
+    beats(worker, clock, 0.5, pub=False)
+    assert link.subs == 2  # ... and the SUB is renewed
+    registers = len(link.of(Register))
+    beats(worker, clock, 3.0, pub=False)  # two windows: perhaps nobody probes us
+    assert worker.session == Session.OFFLINE
+    worker.keep_session(clock())
+    assert len(link.of(Register)) == registers + 1
+    worker.handle(welcome("e2"))
+    worker.handle_published(Probe(agent_id=worker.id, epoch="e2"))
+    assert worker.session == Session.CONNECTED
+    assert link.of(Ready)[-1].epoch == "e2"
+
+
+def test_a_late_welcome_does_not_undo_a_connection() -> None:
+    worker, _, link, clock = worker_with_fakes(handlers())
+    connect(worker, clock)
+    worker.handle(Bye(reason="restart"))  # offline: registers every 0.25 s until welcomed
+    for _ in range(2):
+        clock.advance(0.25)
+        worker.keep_session(clock())
+    assert len(link.of(Register)) == 3
+    worker.handle(welcome())  # the answer to the first register
+    worker.handle_published(Probe(agent_id=worker.id, epoch=EPOCH))
+    assert worker.session == Session.CONNECTED
+    worker.handle(welcome())  # the answer to the second: the manager probes a new record
+    assert worker.session == Session.CONNECTED
+    readies = len(link.of(Ready))
+    worker.handle_published(Probe(agent_id=worker.id, epoch=EPOCH))
+    assert len(link.of(Ready)) == readies + 1  # the new record is proven as well
+    beats(worker, clock, 10.0)
+    assert worker.session == Session.CONNECTED

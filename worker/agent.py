@@ -2,7 +2,8 @@
 
 On its ``Link`` (the sockets), it registers (retrying until a manager
 answers), proves its SUB receives by answering the manager's probe,
-heartbeats, notices a silent or restarted manager and registers again, and
+heartbeats, notices a silent or restarted manager (or a SUB on which the
+manager's heartbeats stopped) and registers again on fresh sockets, and
 delivers direct messages and broadcasts to the Ceylon callbacks.  Other
 layers attach through the ``WorkerHooks`` extension points (``use``); users
 subclass ``Worker`` for Ceylon's callbacks, as in Ceylon.
@@ -57,8 +58,8 @@ class Session(StrEnum):
 FATAL_ERRORS = {"version", "workspace", "identity", "registration", "forbidden"}
 #: Seconds between two log lines about a refused registration that is retried.
 REFUSAL_LOG_EVERY = 10.0
-#: Seconds in PROBING before the worker warns that the PUB may be unreachable.
-PROBE_PATIENCE = 5.0
+#: Liveness windows in PROBING without a probe before the worker registers again.
+PROBE_WINDOWS = 2
 
 
 class WorkerRefused(RuntimeError):
@@ -113,6 +114,7 @@ class Worker(AgentBase):
             cfg.name,
             curve_client(cfg.secret_key, cfg.manager_key),
         )
+        self.link.set_heartbeat(self.interval, self.liveness)
         self.hooks: list[WorkerHooks] = []
         self.manager_id = ""
         self.epoch = ""
@@ -122,6 +124,7 @@ class Worker(AgentBase):
         self._last_register = -float("inf")
         self._last_beat = -float("inf")
         self._probing_since = 0.0
+        self._sub_heard = self._sub_renewed = clock()
         self._refused: WorkerRefused | None = None
         self._refusal_logged = -float("inf")
         self._drain_task: asyncio.Task[None] | None = None
@@ -212,7 +215,8 @@ class Worker(AgentBase):
         self.session = Session.OFFLINE
 
     def handle(self, msg: Message) -> None:
-        """Handle one message from the manager (DEALER or SUB); a handler's bug is logged."""
+        """Handle one message from the manager's DEALER (proof of life); a bug is logged."""
+        self._heard = self.clock()
         handler = self._handlers.get(type(msg))
         if handler is None:
             logger.warning("{}: unexpected {} from the manager", self.name, msg.TYPE)
@@ -224,7 +228,6 @@ class Worker(AgentBase):
 
     async def _dealer_loop(self) -> None:
         async for msg in self.link.from_manager():
-            self._heard = self.clock()
             self.handle(msg)
             await self.wait_for_room()
 
@@ -256,19 +259,63 @@ class Worker(AgentBase):
             )
             self._go_offline()
             self.link.new_dealer()
+            self._renew_sub(now)  # its connection may be stalled too: never wait behind it
+            return
+        if self._sub_silent(now):
             return
         if now - self._last_beat >= self.interval:
             self._last_beat = now
             running = sum(h.running() for h in self.hooks)
             sent = self.send_nowait(Heartbeat(epoch=self.epoch, time=now_ns(), running=running))
             logger.trace("{}: heartbeat {}", self.name, "sent" if sent else "not sent")
-        if self.session == Session.PROBING and now - self._probing_since > PROBE_PATIENCE:
-            self._probing_since = now
+
+    def _sub_silent(self, now: float) -> bool:
+        """Renew a SUB that hears nothing; register again if that is not enough (``True``).
+
+        Connected, a SUB that heard none of the manager's heartbeats on PUB
+        for the window is presumed dead: broadcasts were missed.  Probing, a
+        SUB that brought no probe for a window is renewed, and after
+        ``PROBE_WINDOWS`` windows the worker registers again (the manager may
+        be probing nobody: it took a ``ready`` for an earlier registration).
+        """
+        window = self.interval * self.liveness
+        if self.session == Session.CONNECTED:
+            if now - self._sub_heard <= window:
+                return False
             logger.warning(
-                "{}: no probe from the manager on {} yet; is that address reachable from here?",
+                "{}: no heartbeat from the manager on {} for {:.1f}s; "
+                "renewing the SUB and registering again",
                 self.name,
                 self.link.sub_endpoint,
+                now - self._sub_heard,
             )
+            self._go_offline()  # the manager probes the new SUB; we keep our tasks
+            self._renew_sub(now)
+            return True
+        if self.session == Session.PROBING:
+            if now - self._probing_since > PROBE_WINDOWS * window:
+                logger.warning(
+                    "{}: no probe from the manager on {} for {:.1f}s (a fresh SUB every {:.1f}s); "
+                    "registering again. If this repeats: is that PUB address and port reachable "
+                    "from here?",
+                    self.name,
+                    self.link.sub_endpoint,
+                    now - self._probing_since,
+                    window,
+                )
+                self._go_offline()
+                self._renew_sub(now)
+                return True
+            if now - self._sub_renewed > window:
+                logger.debug(
+                    "{}: no probe on {} yet; renewing the SUB", self.name, self.link.sub_endpoint
+                )
+                self._renew_sub(now)
+        return False
+
+    def _renew_sub(self, now: float) -> None:
+        self.link.renew_sub()
+        self._sub_heard = self._sub_renewed = now
 
     async def _user_loop(self, inputs: bytes) -> None:
         await self._connected.wait()
@@ -312,18 +359,25 @@ class Worker(AgentBase):
             self._refuse(f"manager speaks protocol {msg.version}, this worker {PROTOCOL_VERSION}")
             return
         restarted = bool(self.epoch) and msg.epoch != self.epoch
+        if self.session == Session.CONNECTED and not restarted:
+            # Answers a register sent before a probe connected us (we register every 0.25 s
+            # until welcomed): stay connected; the probes of the manager's new record are
+            # answered with ``ready`` all the same (``_on_probe``).
+            return
         self.epoch = msg.epoch
         self.manager_id = msg.manager_id
         self.interval = msg.heartbeat_interval
         self.liveness = msg.liveness
+        self.link.set_heartbeat(self.interval, self.liveness)
         self.link.connect_sub(reachable(msg.pub_endpoint, self.config.host))
         self.session = Session.PROBING
-        self._probing_since = self.clock()
+        self._probing_since = self._sub_heard = self._sub_renewed = self.clock()
         if restarted:
             logger.info("{}: manager restarted (epoch {})", self.name, msg.epoch)
 
     def handle_published(self, msg: Message) -> None:
-        """Handle one message from the manager's PUB."""
+        """Handle one message from the manager's PUB (each one proves the SUB works)."""
+        self._sub_heard = self.clock()  # a heartbeat on PUB is only that
         if isinstance(msg, Probe):
             if msg.agent_id == self.id and msg.epoch == self.epoch:
                 self._on_probe()

@@ -1,9 +1,11 @@
 """A worker's two sockets to the manager: a DEALER for directed traffic, a SUB for broadcasts.
 
 The one I/O module of an agent process.  It replaces the DEALER wholesale
-when the manager goes silent (the Paranoid Pirate way), follows the PUB
-endpoint the manager advertises, never blocks forever on a send, and turns
-frames into messages at one place where peer input may fail.
+when the manager goes silent (the Paranoid Pirate way), and the SUB too, so
+that no new connection waits behind a stalled one; it follows the PUB
+endpoint the manager advertises, bounds reconnecting and heartbeats at the
+ZeroMQ level (``runtime.sockets.liveness_options``), never blocks forever on
+a send, and turns frames into messages at one place where peer input may fail.
 
 Every DEALER gets an identity of its own (``<agent id>@<random hex>``): the
 manager does not let a new connection take over a live identity
@@ -23,11 +25,11 @@ import zmq
 import zmq.asyncio
 from loguru import logger
 
-from protocol import Message, ProtocolError, decode
+from protocol import HEARTBEAT_INTERVAL, LIVENESS, Message, ProtocolError, decode
 from runtime.agent import YIELD_EVERY
 from runtime.handshake import HandshakeWatch
 from runtime.keys import CurveClient
-from runtime.sockets import configure, drain, send_frames, tcp
+from runtime.sockets import configure, drain, liveness_options, send_frames, tcp
 from runtime.supervise import cancelling
 from runtime.throttle import Throttle
 
@@ -43,6 +45,10 @@ class Link(Protocol):
     def new_dealer(self) -> None: ...
 
     def connect_sub(self, endpoint: str) -> None: ...
+
+    def renew_sub(self) -> None: ...
+
+    def set_heartbeat(self, interval: float, liveness: int) -> None: ...
 
     def close(self, last_words: bytes | None = None) -> None: ...
 
@@ -89,6 +95,8 @@ class ManagerLink:
         self._received = 0
         self._watches: dict[str, HandshakeWatch] = {}
         self._refusals = Throttle("handshake failures")
+        self._interval = HEARTBEAT_INTERVAL
+        self._liveness = LIVENESS
 
     def open(self) -> None:
         self._ctx = zmq.asyncio.Context()
@@ -102,6 +110,10 @@ class ManagerLink:
             self._dealer.close(linger=0)
         self._dealer = self._ctx.socket(zmq.DEALER)
         configure(self._dealer, self.max_bytes)
+        # No TTL: the manager must not discard what it queued for a worker that
+        # is only unreachable; if this connection lives through the outage, TCP
+        # delivers it, and if it is replaced, the worker registers with `holding`.
+        liveness_options(self._dealer, self._interval, self._liveness, ttl=False)
         if self.curve is not None:
             self.curve.apply(self._dealer)
         self._watch(self._dealer, "DEALER")
@@ -119,12 +131,29 @@ class ManagerLink:
             self._sub.close(linger=0)
         self._sub = self._ctx.socket(zmq.SUB)
         configure(self._sub, self.max_bytes)
+        liveness_options(self._sub, self._interval, self._liveness)
         if self.curve is not None:
             self.curve.apply(self._sub)
         self._watch(self._sub, "SUB")
         self._sub.setsockopt(zmq.SUBSCRIBE, b"")
         self._sub.connect(endpoint)
         self.sub_endpoint = endpoint
+
+    def renew_sub(self) -> None:
+        """A fresh SUB on the same endpoint: never wait behind a stalled connection."""
+        endpoint, self.sub_endpoint = self.sub_endpoint, ""
+        if endpoint:
+            self.connect_sub(endpoint)
+
+    def set_heartbeat(self, interval: float, liveness: int) -> None:
+        """Heartbeat and reconnect timing (the manager's, from ``welcome``) for every connection."""
+        if (interval, liveness) == (self._interval, self._liveness):
+            return
+        self._interval, self._liveness = interval, liveness
+        if self._dealer is not None:  # applies to its next connection
+            liveness_options(self._dealer, interval, liveness, ttl=False)
+        if self._sub is not None:
+            liveness_options(self._sub, interval, liveness)
 
     def _watch(self, sock: zmq.asyncio.Socket, which: str) -> None:
         """Log (rate-limited) why a handshake of ``sock`` with the manager failed."""
@@ -209,7 +238,7 @@ class ManagerLink:
             except (zmq.ZMQError, asyncio.CancelledError):
                 if sub is self._sub or cancelling():
                     raise
-                continue  # replaced after a manager restart
+                continue  # replaced (a new PUB endpoint, or renewed)
             for frames in batch:
                 msg = self._decode(frames, "broadcast")
                 if msg is not None:

@@ -9,6 +9,7 @@ memory from ``/proc`` before and after.
 from __future__ import annotations
 
 import asyncio
+import os
 import tempfile
 import time
 from collections import Counter
@@ -54,6 +55,7 @@ class Outcome:
     tasks_per_s: float = 0.0
     manager_us_per_task: float = 0.0
     worker_us_per_task: float = 0.0
+    client_us_per_task: float = 0.0
     manager_peak_rss_mb: float = 0.0
     worker_peak_rss_mb: float = 0.0
     manager_rss_growth_mb_per_100k: float = 0.0
@@ -170,12 +172,15 @@ async def _measure(
         warm = min(max(load.tasks // 50, 500), 5000)  # lets the manager learn the kind is short
         await _push(client, load, warm, "warm-", Progress(warm, None))
         before = {p.pid: cpu_seconds(p.pid) for p in local.procs}
+        me = os.getpid()
+        before[me] = cpu_seconds(me)
         rss_before = rss_mb(local.manager.pid) if local.manager else 0.0
         progress = Progress(load.tasks, show)
         started = time.perf_counter()
         statuses = await _push(client, load, load.tasks, "t-", progress)
         seconds = time.perf_counter() - started
         outcome = Outcome(tasks=load.tasks, seconds=seconds, statuses=dict(statuses))
+        outcome.client_us_per_task = (cpu_seconds(me) - before[me]) / load.tasks * 1e6
         outcome.tasks_per_s = load.tasks / seconds
         if local.manager is not None:
             manager = local.manager.pid

@@ -34,6 +34,7 @@ def figures(load: Load, got: Outcome, raw: dict[str, dict[str, float]]) -> dict[
         "rtt_ratio": round(got.rtt_us["p50"] / raw_p50, 3) if raw_p50 and got.rtt_us else None,
         "manager_us_per_task": round(got.manager_us_per_task, 2),
         "worker_us_per_task": round(got.worker_us_per_task, 2),
+        "client_us_per_task": round(got.client_us_per_task, 2),
         "raw_router_us_per_task": round(dispatch.get("router_us_per_task", 0.0), 2),
         "manager_peak_rss_mb": round(got.manager_peak_rss_mb, 1),
         "worker_peak_rss_mb": round(got.worker_peak_rss_mb, 1),
@@ -73,7 +74,8 @@ def table(row: dict[str, Any]) -> str:
         ["round trip p95 / p99 (us)", f"{row['rtt_p95_us']:,.0f} / {row['rtt_p99_us']:,.0f}"],
         [
             "CPU per task (us)",
-            f"manager {row['manager_us_per_task']:.1f}, workers {row['worker_us_per_task']:.1f}",
+            f"manager {row['manager_us_per_task']:.1f}, workers {row['worker_us_per_task']:.1f}, "
+            f"client {row['client_us_per_task']:.1f}",
             f"router {row['raw_router_us_per_task']:.1f}",
         ],
         [

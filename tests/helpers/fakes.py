@@ -183,6 +183,8 @@ class FakeLink:
         self.accepting = True
         self.sent: list[Message] = []
         self.dealers = 0
+        self.subs = 0  # SUB sockets made (connects to a new endpoint and renewals)
+        self.heartbeat = (0.0, 0)  # what the sockets are told: (interval, liveness)
         self.closed_with: bytes | None = None
         self._inbox: asyncio.Queue[Message] = asyncio.Queue()
 
@@ -193,7 +195,16 @@ class FakeLink:
         self.dealers += 1
 
     def connect_sub(self, endpoint: str) -> None:
+        if endpoint != self.sub_endpoint:
+            self.subs += 1
         self.sub_endpoint = endpoint
+
+    def renew_sub(self) -> None:
+        if self.sub_endpoint:
+            self.subs += 1
+
+    def set_heartbeat(self, interval: float, liveness: int) -> None:
+        self.heartbeat = (interval, liveness)
 
     def close(self, last_words: bytes | None = None) -> None:
         self.closed_with = last_words
