@@ -25,6 +25,8 @@ import zmq.asyncio
 
 from protocol import (
     DEFAULT_PORT,
+    HEARTBEAT_INTERVAL,
+    LIVENESS,
     MAX_MESSAGE_BYTES,
     Error,
     Finished,
@@ -44,7 +46,7 @@ from protocol import (
     encode,
 )
 from protocol.codec import batches_by_size
-from runtime.sockets import configure, tcp
+from runtime.sockets import configure, liveness_options, tcp
 
 R = TypeVar("R", bound=Message)
 
@@ -100,6 +102,9 @@ class Client:
         self._ctx = zmq.asyncio.Context()
         self._sock = self._ctx.socket(zmq.DEALER)
         configure(self._sock, max_message_bytes)
+        # Reconnect within a second of a manager coming back, and drop a stalled
+        # connection instead of waiting on TCP's retransmission back-off.
+        liveness_options(self._sock, HEARTBEAT_INTERVAL, LIVENESS, ttl=False)
         self._sock.setsockopt(zmq.IDENTITY, f"client-{uuid.uuid4().hex[:12]}".encode())
         self._sock.connect(self.endpoint)
         self._replies: dict[int, asyncio.Future[Message]] = {}
