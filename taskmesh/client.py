@@ -25,6 +25,8 @@ import zmq.asyncio
 
 from protocol import (
     DEFAULT_PORT,
+    HEARTBEAT_INTERVAL,
+    LIVENESS,
     MAX_MESSAGE_BYTES,
     Error,
     Finished,
@@ -46,7 +48,7 @@ from protocol import (
 from protocol.codec import batches_by_size
 from runtime.handshake import HandshakeWatch
 from runtime.keys import CurveClient
-from runtime.sockets import configure, tcp
+from runtime.sockets import configure, liveness_options, tcp
 
 R = TypeVar("R", bound=Message)
 
@@ -103,6 +105,9 @@ class Client:
         self._ctx = zmq.asyncio.Context()
         self._sock = self._ctx.socket(zmq.DEALER)
         configure(self._sock, max_message_bytes)
+        # Reconnect within a second of a manager coming back, and drop a stalled
+        # connection instead of waiting on TCP's retransmission back-off.
+        liveness_options(self._sock, HEARTBEAT_INTERVAL, LIVENESS, ttl=False)
         if curve is not None:  # CURVE: this client's key, and the manager's it trusts
             curve.apply(self._sock)
         self._sock.setsockopt(zmq.IDENTITY, f"client-{uuid.uuid4().hex[:12]}".encode())
