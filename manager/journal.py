@@ -228,6 +228,14 @@ class Journal:
             counts[str(status)] += count
         return dict(counts)
 
+    def worker_tally(self) -> dict[str, tuple[int, int]]:
+        """Final results per worker id: ``(recorded, of them without success)``, as committed."""
+        cur = self._db.execute(
+            "SELECT worker, count(*), sum(status != 'succeeded') FROM tasks "
+            "WHERE state = 'done' AND worker != '' GROUP BY worker"
+        )
+        return {str(worker): (int(done), int(failed or 0)) for worker, done, failed in cur}
+
     def owners(self) -> dict[str, int]:
         """Tasks per owner (``''``: submitted without CURVE), as committed."""
         cur = self._db.execute("SELECT owner, count(*) FROM tasks GROUP BY owner")

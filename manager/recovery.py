@@ -12,6 +12,7 @@ from collections import Counter
 
 from loguru import logger
 
+from manager.registry import AgentRecord
 from manager.store import Store
 from manager.taskbook import Live, TaskBook
 from protocol import ResultKey, TaskStatus
@@ -68,6 +69,34 @@ class Orphans:
                 del self._waiting[key.task_id]
                 adopted.append((key.task_id, key.attempt))
         return adopted
+
+    def rejoin(
+        self, rec: AgentRecord, holding: list[ResultKey], book: TaskBook, store: Store, now: float
+    ) -> None:
+        """``rec`` registered saying it holds ``holding``: give it back what it still runs.
+
+        Its orphans (from the journal), and, shortly after a restart, queued
+        tasks whose assignment to it was sent but not yet committed.
+        """
+        claimed = self.claim(rec.id, holding, rec.key)
+        for task_id, attempt in claimed:
+            rec.running[task_id] = attempt
+            logger.debug("{} still holds task {} (attempt {})", rec.name, task_id, attempt)
+        if claimed:
+            logger.info("{} still holds {} task(s) from before the restart", rec.name, len(claimed))
+        if now > self.deadline:
+            return  # only a restarted manager can have forgotten an assignment
+        adopted = 0
+        for key in holding:  # assigned just before a crash, the assignment not committed
+            task = book.get(key.task_id)
+            if task is not None and task.state == TaskStatus.QUEUED and key.attempt > task.attempt:
+                book.adopt(task, rec.id, key.attempt)
+                store.assigned([(task.seq, key.attempt, rec.id, rec.key)])
+                rec.running[key.task_id] = key.attempt
+                adopted += 1
+                logger.debug("{} holds task {} (attempt {})", rec.name, key.task_id, key.attempt)
+        if adopted:
+            logger.info("{} holds {} task(s) assigned just before the restart", rec.name, adopted)
 
     def forget(self, task_id: str) -> None:
         self._waiting.pop(task_id, None)

@@ -32,8 +32,10 @@ from manager.placement import place
 from manager.queries import Queries
 from manager.recovery import Orphans
 from manager.registry import AgentRecord
+from manager.stats import Stats
 from manager.store import Store
 from manager.taskbook import Live, Outcome, TaskBook
+from manager.waiting import Unmatched
 from manager.watchers import Watchers
 from protocol import (
     MAX_ITEM_BYTES,
@@ -82,6 +84,9 @@ class TaskService(AdminHooks):
         self._gate_open = cfg.expect_workers <= 0
         self._pushes: dict[bytes, list[dict[str, Any]]] = {}
         self._ignored = Throttle("ignored results")
+        self.unmatched = Unmatched(self)
+        self.stats = Stats(self)
+        admin.use(self.stats)
 
     def message_handlers(self) -> Mapping[type[Message], Handler]:
         return {
@@ -116,15 +121,21 @@ class TaskService(AdminHooks):
         rows = [(first + n, spec) for n, spec in enumerate(fresh.values())]
         recorded = self.store.add(rows, owner)  # ids that already have a final result
         done = self.store.final(recorded) if recorded else {}
-        accepted = [spec.id for seq, spec in rows if spec.id not in done]
-        for seq, spec in rows:
-            if spec.id not in done:
+        new = [(seq, spec) for seq, spec in rows if spec.id not in done] if done else rows
+        accepted = [spec.id for _, spec in new]
+        unmatched, failing = self.unmatched.sort(new)
+        for seq, spec in new:
+            if spec.id not in failing:
                 self.book.submit(spec, seq, owner)
         self.owned[owner] += len(accepted)
         known, watched = self._report(ident, msg, set(accepted), done)
         if msg.watch:
             self.watchers.watch(ident, watched, owner)
-        reply = SubmitReply(req=msg.req, accepted=accepted, known=known, epoch=self.admin.epoch)
+        if failing:  # --unmatched fail: recorded at once, pushed to the watchers
+            self._record(self.unmatched.fail(new, failing, owner))
+        reply = SubmitReply(
+            req=msg.req, accepted=accepted, known=known, epoch=self.admin.epoch, unmatched=unmatched
+        )
         self.admin.post(ident, reply)
         if accepted:
             logger.debug("accepted {} task(s), {} already known", len(accepted), len(known))
@@ -250,6 +261,7 @@ class TaskService(AdminHooks):
         if not done:
             return
         self.store.finished([(seq, task.spec, result, task.owner) for seq, task, result in done])
+        self.stats.finished(done)
         for _, task, result in done:
             logger.debug(
                 "task {} {} on {} (attempt {})",
@@ -277,18 +289,7 @@ class TaskService(AdminHooks):
                 if (task_id, attempt) in holding:
                     rec.running[task_id] = attempt
                     del old.running[task_id]
-        for task_id, attempt in self.orphans.claim(rec.id, msg.holding, rec.key):
-            rec.running[task_id] = attempt
-            logger.info("{} still holds task {} (attempt {})", rec.name, task_id, attempt)
-        if self.admin.clock() > self.orphans.deadline:
-            return  # only a restarted manager can have forgotten an assignment
-        for key in msg.holding:  # assigned just before a crash, the assignment not committed
-            task = self.book.get(key.task_id)
-            if task is not None and task.state == TaskStatus.QUEUED and key.attempt > task.attempt:
-                self.book.adopt(task, rec.id, key.attempt)
-                self.store.assigned([(task.seq, key.attempt, rec.id, rec.key)])
-                rec.running[key.task_id] = key.attempt
-                logger.info("{} holds task {} (attempt {})", rec.name, key.task_id, key.attempt)
+        self.orphans.rejoin(rec, msg.holding, self.book, self.store, self.admin.clock())
 
     def on_ready(self, rec: AgentRecord) -> None:
         if not self._gate_open:
@@ -300,6 +301,8 @@ class TaskService(AdminHooks):
 
     def on_lost(self, rec: AgentRecord, reason: str) -> None:
         given_up: list[tuple[int, Live, TaskResult]] = []
+        if rec.running:
+            logger.info("{} held {} task(s): back to the queue", rec.name, len(rec.running))
         for task_id in list(rec.running):
             self._release(task_id, f"{rec.name} {reason}", given_up)
         rec.running.clear()
@@ -313,8 +316,10 @@ class TaskService(AdminHooks):
                 f"only {len(self._task_workers())} of {self.config.expect_workers} expected "
                 f"workers connected within {self.config.expect_timeout:g}s"
             )
-        given_up: list[tuple[int, Live, TaskResult]] = []
+        given_up = self.unmatched.settle(now)
         orphans = self.orphans.expired(now)
+        if orphans:
+            logger.warning("{} task(s) whose worker did not come back re-queued", len(orphans))
         for task_id, worker_id in orphans:
             self._release(task_id, f"{worker_id} did not return after a restart", given_up)
         overdue = self.book.overdue(now)
@@ -334,7 +339,10 @@ class TaskService(AdminHooks):
         self.watchers.expire()
 
     def before_ack(self) -> None:
+        commits, started = self.store.commits, time.perf_counter()
         self.store.commit()
+        if self.store.commits != commits:
+            self.stats.commit.observe(time.perf_counter() - started)
         pushes, self._pushes = self._pushes, {}
         epoch, limit = self.admin.epoch, self.config.max_message_bytes
         for client, states in pushes.items():  # after the commit: never a result that may vanish
@@ -369,7 +377,8 @@ class TaskService(AdminHooks):
             logger.warning("task {} given up: {}", task_id, reason)
         else:
             self.store.requeued(task.seq)
-            logger.info("task {} re-queued: {}", task_id, reason)
+            self.stats.reruns += 1
+            logger.debug("task {} re-queued: {}", task_id, reason)
 
     def schedule(self) -> None:
         """Assign what can start now; the assignments leave after the batch's commit."""
@@ -390,6 +399,7 @@ class TaskService(AdminHooks):
             rec = self.admin.registry.get(wid)
             assert rec is not None  # placement only picks registered workers
             self.store.assigned((task.seq, task.attempt, wid, rec.key) for task in tasks)
+            self.stats.assignments += len(tasks)
             jobs = [(task.spec, task.attempt) for task in tasks]
             for data in wire.assign(epoch, jobs, limit):
                 # Not held for the commit: a worker that holds an uncommitted assignment

@@ -103,6 +103,10 @@ class Store(Protocol):
 
     def tally(self) -> dict[str, int]: ...
 
+    def worker_tally(self) -> dict[str, tuple[int, int]]:
+        """Final results per worker id: ``(recorded, of them without success)``, as committed."""
+        ...
+
     def owners(self) -> dict[str, int]:
         """Tasks per owner, as committed."""
         ...
@@ -197,6 +201,9 @@ class MemoryStore:
         return iter(())
 
     def tally(self) -> dict[str, int]:
+        return {}
+
+    def worker_tally(self) -> dict[str, tuple[int, int]]:
         return {}
 
     def owners(self) -> dict[str, int]:

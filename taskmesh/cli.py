@@ -8,6 +8,7 @@ that does the work.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from collections.abc import Awaitable
 from pathlib import Path
@@ -24,9 +25,11 @@ from taskmesh.bench.cli import bench_command
 from taskmesh.client import Client, ManagerError, ManagerUnavailable, WaitTimeout
 from taskmesh.config import ClientConfig, DemoConfig, settings_table
 from taskmesh.progress import Progress
-from taskmesh.report import results_csv, results_table, status_table
+from taskmesh.report import results_csv, results_table
+from taskmesh.statustext import inspect_text, status_text
 from taskmesh.taskfile import TaskFileError, read_tasks
-from taskmesh.views import dumps, status_view, submission_view, task_view
+from taskmesh.views import dumps, status_view, submission_view, task_view, worker_view
+from taskmesh.watching import NoSuchWorker, one_worker, watch_status
 from worker.cli import worker_command
 
 T = TypeVar("T")
@@ -112,7 +115,12 @@ def submit_command(file: Any, wait_: bool, as_json: bool, **values: Any) -> None
             known = [s.id for s in reply.known]
             if known:
                 _info(f"{len(known)} task(s) already known: {', '.join(known[:10])}", as_json)
-            submitted = {"accepted": reply.accepted, "known": known}
+            _warn_unmatched(reply.unmatched, as_json)
+            submitted: dict[str, Any] = {
+                "accepted": reply.accepted,
+                "known": known,
+                "unmatched": reply.unmatched,
+            }
             if not wait_:
                 view = submission_view(reply.accepted, known)
                 click.echo(dumps(view) if as_json else _submitted(len(reply.accepted), submitted))
@@ -139,7 +147,7 @@ def submit_command(file: Any, wait_: bool, as_json: bool, **values: Any) -> None
 def _show_results(
     states: list[TaskState],
     as_json: bool,
-    submitted: dict[str, list[str]],
+    submitted: dict[str, Any],
     pending: list[str] | None = None,
 ) -> None:
     """What submit --wait prints: one JSON object (as without --wait, plus the results)."""
@@ -166,13 +174,34 @@ def _show_results(
     show_default=True,
     help="Connected workers --check requires.",
 )
+@click.option("--verbose", "-v", is_flag=True, help="Also show the protocol counters.")
+@click.option("--watch", "-w", is_flag=True, help="Refresh until Ctrl-C (in place on a terminal).")
+@click.option(
+    "--interval",
+    type=click.FloatRange(0.1),
+    default=2.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Seconds between refreshes with --watch.",
+)
 @options(ClientConfig)
-def status_command(as_json: bool, check: bool, min_workers: int, **values: Any) -> None:
-    """Show the manager's workers and task counts."""
+def status_command(
+    as_json: bool,
+    check: bool,
+    min_workers: int,
+    verbose: bool,
+    watch: bool,
+    interval: float,
+    **values: Any,
+) -> None:
+    """Show the manager's tasks (by state, success rate, rate) and workers."""
     cfg = _client_config(values)
 
     async def go() -> None:
         async with _connect(cfg) as client:
+            if watch and not check:
+                await watch_status(client, as_json, verbose, interval)
+                return
             reply = await client.status()
         if check:
             connected = sum(1 for w in reply.workers if w.state == "connected")
@@ -180,7 +209,28 @@ def status_command(as_json: bool, check: bool, min_workers: int, **values: Any) 
             if connected < min_workers:
                 raise click.ClickException(f"fewer than {min_workers} worker(s) connected")
             return
-        click.echo(dumps(status_view(reply)) if as_json else status_table(reply))
+        click.echo(dumps(status_view(reply)) if as_json else status_text(reply, verbose))
+
+    with contextlib.suppress(KeyboardInterrupt):
+        _run(go())
+
+
+@main.command("inspect")
+@click.argument("worker")
+@json_flag
+@options(ClientConfig)
+def inspect_command(worker: str, as_json: bool, **values: Any) -> None:
+    """Show one worker (WORKER: its id or its name) in detail, with the tasks it runs."""
+    cfg = _client_config(values)
+
+    async def go() -> None:
+        async with _connect(cfg) as client:
+            info = one_worker(await client.status(worker), worker)
+            if as_json:  # the worker object, as in 'status --json' (with every running id)
+                click.echo(dumps(worker_view(info)))
+                return
+            running = await client.tasks(info.tasks[:100]) if info.tasks else []
+        click.echo(inspect_text(info, running))
 
     _run(go())
 
@@ -322,9 +372,21 @@ def _run(coro: Awaitable[T]) -> T:
         raise GaveUp(str(exc)) from None
     except KeyFileError as exc:
         raise BadInput(f"CURVE keys: {exc}") from None
+    except NoSuchWorker as exc:
+        raise Failed(str(exc)) from None
 
 
-def _submitted(count: int, out: dict[str, list[str]]) -> str:
+def _warn_unmatched(unmatched: dict[str, str], quiet: bool) -> None:
+    """Tell at once about accepted tasks that no connected worker can run, by reason."""
+    by_reason: dict[str, list[str]] = {}
+    for task_id, why in unmatched.items():
+        by_reason.setdefault(why, []).append(task_id)
+    for why, ids in by_reason.items():
+        more = " ..." if len(ids) > 10 else ""
+        _info(f"warning: {len(ids)} task(s) unmatched, {why}: {', '.join(ids[:10])}{more}", quiet)
+
+
+def _submitted(count: int, out: dict[str, Any]) -> str:
     known = out["known"]
     tail = f"; {len(known)} already known: {', '.join(known[:10])}" if known else ""
     return f"submitted {count} task(s){tail}"

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import socket
 import time
 from collections.abc import Callable
 from enum import StrEnum
@@ -45,6 +47,7 @@ from runtime.supervise import supervise
 from worker.config import WorkerConfig
 from worker.hooks import Handler, WorkerHooks
 from worker.link import Link, ManagerLink
+from worker.patience import Patience
 
 
 class Session(StrEnum):
@@ -60,6 +63,10 @@ FATAL_ERRORS = {"version", "workspace", "identity", "registration", "forbidden"}
 REFUSAL_LOG_EVERY = 10.0
 #: Liveness windows in PROBING without a probe before the worker registers again.
 PROBE_WINDOWS = 2
+
+
+#: This host's name, as ``register`` tells the manager (``status`` and ``inspect`` show it).
+HOST = socket.gethostname()
 
 
 class WorkerRefused(RuntimeError):
@@ -126,6 +133,7 @@ class Worker(AgentBase):
         self._probing_since = 0.0
         self._sub_heard = self._sub_renewed = clock()
         self._refused: WorkerRefused | None = None
+        self.patience = Patience(cfg.name, f"{cfg.host}:{cfg.port}")
         self._refusal_logged = -float("inf")
         self._drain_task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
@@ -249,6 +257,7 @@ class Worker(AgentBase):
         """One step of the session: register, heartbeat, or give up on a silent manager."""
         if self.session == Session.OFFLINE:
             if now - self._last_register >= min(self.interval, 0.25):
+                self.patience.waiting(now)
                 self._register(now)
             return
         if self.link.busy:
@@ -336,6 +345,8 @@ class Worker(AgentBase):
                 epoch=self.epoch,
                 time=now_ns(),
                 holding=[key for h in self.hooks for key in h.holding()],
+                host=HOST,
+                pid=os.getpid(),
             )
         )
 
@@ -397,6 +408,7 @@ class Worker(AgentBase):
             return
         self.session = Session.CONNECTED
         self._connected.set()
+        self.patience.connected()
         logger.info("{} connected to {} ({})", self.name, self.manager_id, self.epoch)
         for hook in self.hooks:
             hook.on_ready()
@@ -421,6 +433,7 @@ class Worker(AgentBase):
                 logger.info("{}: the manager does not know us, registering again", self.name)
                 self._go_offline()
         elif msg.code == "id_taken":  # retried: the holder may be our own dead connection
+            self.patience.refusal = msg.message[:200]
             now = self.clock()
             if now - self._refusal_logged >= REFUSAL_LOG_EVERY:
                 self._refusal_logged = now
