@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-compose lint typecheck check clean
+.PHONY: install demo test test-browser test-compose lint typecheck check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The manager's status page rendered by headless Chromium (skipped, saying why, without it).
+test-browser: $(STAMP)
+	$(BIN)/python -m pytest -m browser -s tests/browser
 
 # The docker-compose cluster, built and tested for real (root, Debian; see .ci/compose/test.sh).
 test-compose: $(STAMP)

@@ -17,7 +17,7 @@ from runtime.logs import configure_logging
 from runtime.settings import from_cli, options
 
 
-@click.command("manager")
+@click.command("manager", short_help="Run the manager (hands tasks to workers by skill).")
 @options(ManagerConfig)
 def manager_command(**values: Any) -> None:
     """Run the manager: listen on BIND:PORT and hand tasks to workers by skill."""

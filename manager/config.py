@@ -28,7 +28,11 @@ class ManagerConfig(AgentConfig):
     )
     port: int = manager_port("Port to listen on for workers and clients (ROUTER; 0: any free).")
     pub_port: int = setting(
-        0, help="Port to publish broadcasts on (PUB; 0: any free).", low=0, high=65535
+        0,
+        help="Port to publish broadcasts on (PUB; 0: any free).",
+        low=0,
+        high=65535,
+        metavar="PORT",
     )
     policy: str = policy()
     unmatched: str = setting(

@@ -45,11 +45,11 @@ async def serve(cfg: ManagerConfig, shutdown_trigger: asyncio.Event | None = Non
     if cfg.metrics_port is not None:
         metrics.require()  # before anything binds
     admin, service = build(cfg)
-    admin.open()
     httpd = None
-    if cfg.metrics_port is not None:
+    if cfg.metrics_port is not None:  # first: a port in use leaves nothing else bound
         httpd = StatusServer(service, cfg.bind, cfg.metrics_port)
         await httpd.start()
+    admin.open()
     install_signal_handlers(admin.request_stop)
     if admin.keyring is not None:  # SIGHUP: read the key directories again
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, admin.reload_keys)

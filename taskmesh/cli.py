@@ -37,7 +37,12 @@ T = TypeVar("T")
 json_flag = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="Start with: 'taskmesh manager', 'taskmesh worker --skill 5', "
+    "'taskmesh submit tasks.json --wait', 'taskmesh status'. Every option also comes from "
+    "its TASKMESH_* environment variable ('taskmesh settings' lists them).",
+)
 @click.version_option(package_name="taskmesh")
 def main() -> None:
     """taskmesh: distributed tasks over ZeroMQ, assigned by skill, never lost."""
@@ -95,7 +100,9 @@ EXIT_CODES = {
 
 
 @main.command(
-    "submit", epilog="Exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items())
+    "submit",
+    short_help="Submit tasks from a JSON file (and wait for them).",
+    epilog="Exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items()),
 )
 @click.argument("file", type=click.File("rb"))
 @click.option("--wait", "wait_", is_flag=True, help="Wait until every task has its final result.")
@@ -159,7 +166,7 @@ def _show_results(
         click.echo(f"pending: {', '.join(pending[:50])}" + (" ..." if len(pending) > 50 else ""))
 
 
-@main.command("status")
+@main.command("status", short_help="Show tasks, workers, and why tasks wait.")
 @json_flag
 @click.option(
     "--check",
@@ -215,7 +222,7 @@ def status_command(
         _run(go())
 
 
-@main.command("inspect")
+@main.command("inspect", short_help="Show one worker in detail.")
 @click.argument("worker")
 @json_flag
 @options(ClientConfig)
@@ -235,11 +242,11 @@ def inspect_command(worker: str, as_json: bool, **values: Any) -> None:
     _run(go())
 
 
-@main.command("results")
+@main.command("results", short_help="Show tasks and their results.")
 @click.argument("ids", nargs=-1)
 @click.option(
     "--state",
-    type=click.Choice(sorted(s for s in TASK_FILTERS if s)),
+    type=click.Choice(sorted(str(s) for s in TASK_FILTERS if s)),
     default=None,
     help="Only tasks in this state, or with this result ('failed': done without success).",
 )
@@ -250,6 +257,7 @@ def inspect_command(worker: str, as_json: bool, **values: Any) -> None:
     type=click.Choice(["table", "json", "csv"]),
     default="table",
     show_default=True,
+    help="How to print them (--json is --format json).",
 )
 @json_flag
 @options(ClientConfig)
@@ -290,7 +298,7 @@ def _wanted(state: str) -> set[str]:
     return {state}
 
 
-@main.command("demo")
+@main.command("demo", short_help="Run the seed scenario: a manager and three workers.")
 @json_flag
 @options(DemoConfig)
 def demo_command(as_json: bool, **values: Any) -> None:
@@ -315,7 +323,7 @@ def demo_command(as_json: bool, **values: Any) -> None:
         sys.exit(1)
 
 
-@main.group("keys")
+@main.group("keys", short_help="Make CURVE key pairs (encryption, allow-lists).")
 def keys_group() -> None:
     """CURVE keys: make a key pair for a manager, worker or client (see SECURITY.md)."""
 
@@ -340,7 +348,7 @@ def keys_generate_command(name: str, directory: str) -> None:
     click.echo(f"secret key: {secret}  (keep it here: --secret-key)")
 
 
-@main.command("settings")
+@main.command("settings", short_help="List every setting and its environment variable.")
 @click.option(
     "--update",
     type=click.Path(exists=True, dir_okay=False),
