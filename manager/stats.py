@@ -80,7 +80,6 @@ class Seen:
     pid: int
     completed_before: int  # its totals when it registered
     failed_before: int
-    registered: float  # unix time
 
 
 class Stats(AdminHooks):
@@ -141,7 +140,7 @@ class Stats(AdminHooks):
 
     def on_joined(self, rec: AgentRecord, old: AgentRecord | None, msg: Register) -> None:
         done, failed = self.totals.get(rec.id, (0, 0))
-        self.seen[rec.id] = Seen(msg.host[:MAX_NAME], msg.pid, done, failed, time.time())
+        self.seen[rec.id] = Seen(msg.host[:MAX_NAME], max(0, msg.pid), done, failed)
 
     def on_lost(self, rec: AgentRecord, reason: str) -> None:
         if self.service.admin.registry.get(rec.id) is None:  # not replaced by a new record
