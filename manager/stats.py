@@ -110,8 +110,8 @@ class Stats(AdminHooks):
 
     def finished(self, done: Sequence[tuple[int, Live, TaskResult]]) -> None:
         """Final results recorded (one call per batch)."""
-        totals, by_kind = self.totals, self.by_kind
-        for _, task, result in done:
+        totals = self.totals
+        for _, _, result in done:
             wid = result.worker_id
             if wid:
                 counts = totals.get(wid)
@@ -120,21 +120,25 @@ class Stats(AdminHooks):
                 counts[0] += 1
                 if not result.success:
                     counts[1] += 1
-            if by_kind is not None and result.started:
-                took = result.finished - result.started
-                if 0 <= took < math.inf:
-                    self._duration(by_kind, task.spec.kind).observe(took)
+        if self.by_kind is not None:
+            self._timed(self.by_kind, done)
 
     @staticmethod
-    def _duration(by_kind: dict[str, Buckets], kind: str) -> Buckets:
-        hist = by_kind.get(kind)
-        if hist is None:
-            if len(by_kind) >= MAX_KINDS:
-                kind = OTHER
-            hist = by_kind.get(kind)
-            if hist is None:
-                hist = by_kind[kind] = Buckets(DURATION_BUCKETS)
-        return hist
+    def _timed(by_kind: dict[str, Buckets], done: Sequence[tuple[int, Live, TaskResult]]) -> None:
+        kind, hist = "", None
+        for _, task, result in done:
+            took = result.finished - result.started
+            if not result.started or not 0 <= took < math.inf:
+                continue  # given up by the manager: it never ran
+            if hist is None or task.spec.kind != kind:
+                kind = task.spec.kind
+                hist = by_kind.get(kind)
+                if hist is None:
+                    key = kind if len(by_kind) < MAX_KINDS else OTHER
+                    hist = by_kind.get(key) or by_kind.setdefault(key, Buckets(DURATION_BUCKETS))
+            hist.counts[bisect_left(hist.bounds, took)] += 1
+            hist.sum += took
+            hist.count += 1
 
     # ------------------------------------------------------------------ hooks
 
