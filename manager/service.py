@@ -5,7 +5,9 @@ clients and workers, places work when workers come and re-queues it when
 they go.  Decisions come from the pure ``TaskBook``, ``place`` and policy
 functions; finished tasks leave memory for the ``Store``, which is committed
 in ``before_ack``, before any reply of the batch is sent.  Queries (``tasks``,
-``watch``, ``status``) are answered by ``manager.queries``.
+``watch``, ``status``) are answered by ``manager.queries``; an error result is
+retried after its backoff while the task has ``retries`` left (``TaskBook``);
+operators' ``cancel``, ``retry`` and ``purge`` are ``manager.actions``.
 
 With CURVE every task belongs to the client key that submitted it: another
 client key can neither read, watch nor re-submit it (``Admin.viewer``);
@@ -30,10 +32,10 @@ from manager.config import ManagerConfig
 from manager.hooks import AdminHooks, Handler
 from manager.placement import place
 from manager.queries import Queries
-from manager.recovery import Orphans
+from manager.recovery import Orphans, held
 from manager.registry import AgentRecord
 from manager.store import Store
-from manager.taskbook import Live, Outcome, TaskBook
+from manager.taskbook import Live, Outcome, TaskBook, manager_result
 from manager.watchers import Watchers
 from protocol import (
     MAX_ITEM_BYTES,
@@ -203,6 +205,7 @@ class TaskService(AdminHooks):
             self.admin.unknown(ident)
             return
         done: list[tuple[int, Live, TaskResult]] = []
+        now = self.admin.clock()
         for result in msg.results:
             if result.worker_id != rec.id or result.worker != rec.name:
                 # Recorded under the registered worker, never what the message claims.
@@ -213,13 +216,17 @@ class TaskService(AdminHooks):
                 outcome, task = Outcome.STALE, None
                 self.book.stale += 1
             else:
-                outcome, task = self.book.record(result, rec.id)
+                outcome, task = self.book.record(result, rec.id, now)
             if rec.running.get(result.task_id) == result.attempt:
                 del rec.running[result.task_id]
             if task is not None:
                 rec.completed += 1
-                done.append((task.seq, task, result))
                 self._timed(task.spec.kind, result)
+                if outcome is Outcome.RETRY:  # runs again after its backoff (``on_tick``)
+                    wall = time.time() + task.due - now
+                    self.store.retrying(task.seq, result, task.retried, wall)
+                else:
+                    done.append((task.seq, task, result))
                 continue
             if outcome is Outcome.UNKNOWN and self.store.final([result.task_id]):
                 outcome = Outcome.DUPLICATE
@@ -271,24 +278,7 @@ class TaskService(AdminHooks):
     # ------------------------------------------------------------------ hooks
 
     def on_joined(self, rec: AgentRecord, old: AgentRecord | None, msg: Register) -> None:
-        holding = {(k.task_id, k.attempt) for k in msg.holding}
-        if old is not None:
-            for task_id, attempt in list(old.running.items()):
-                if (task_id, attempt) in holding:
-                    rec.running[task_id] = attempt
-                    del old.running[task_id]
-        for task_id, attempt in self.orphans.claim(rec.id, msg.holding, rec.key):
-            rec.running[task_id] = attempt
-            logger.info("{} still holds task {} (attempt {})", rec.name, task_id, attempt)
-        if self.admin.clock() > self.orphans.deadline:
-            return  # only a restarted manager can have forgotten an assignment
-        for key in msg.holding:  # assigned just before a crash, the assignment not committed
-            task = self.book.get(key.task_id)
-            if task is not None and task.state == TaskStatus.QUEUED and key.attempt > task.attempt:
-                self.book.adopt(task, rec.id, key.attempt)
-                self.store.assigned([(task.seq, key.attempt, rec.id, rec.key)])
-                rec.running[key.task_id] = key.attempt
-                logger.info("{} holds task {} (attempt {})", rec.name, key.task_id, key.attempt)
+        held(self, rec, old, msg)
 
     def on_ready(self, rec: AgentRecord) -> None:
         if not self._gate_open:
@@ -329,7 +319,8 @@ class TaskService(AdminHooks):
             logger.warning("task {} timed out on the manager's deadline", task.spec.id)
             given_up.append((task.seq, task, result))
         self._record(given_up)
-        if orphans or overdue or opened:
+        ripe = self.book.ripe(now)  # retries whose backoff is over
+        if orphans or overdue or opened or ripe:
             self.schedule()
         self.watchers.expire()
 
@@ -363,12 +354,13 @@ class TaskService(AdminHooks):
         task = self.book.get(task_id)
         if task is None or task.state != TaskStatus.RUNNING:
             return  # already finished (e.g. by the deadline): nothing to re-queue
-        result = self.book.release(task_id, time.time(), reason)
+        lost = manager_result(task, ResultStatus.WORKER_LOST, reason, time.time())
+        result = self.book.release(task_id, lost.finished, reason)
         if result is not None:
             given_up.append((task.seq, task, result))
             logger.warning("task {} given up: {}", task_id, reason)
         else:
-            self.store.requeued(task.seq)
+            self.store.requeued(task.seq, lost)  # the lost attempt joins the history
             logger.info("task {} re-queued: {}", task_id, reason)
 
     def schedule(self) -> None:

@@ -49,6 +49,7 @@ from protocol.codec import batches_by_size
 from runtime.handshake import HandshakeWatch
 from runtime.keys import CurveClient
 from runtime.sockets import configure, liveness_options, tcp
+from taskmesh.operations import Operations
 
 R = TypeVar("R", bound=Message)
 
@@ -85,8 +86,12 @@ class ManagerError(RuntimeError):
         self.code = code
 
 
-class Client:
-    """``async with Client(host, port) as c: await c.submit([...])``."""
+class Client(Operations):
+    """``async with Client(host, port) as c: await c.submit([...])``.
+
+    The operator actions (``cancel``, ``retry``, ``purge``, ``history``) come
+    from ``taskmesh.operations``.
+    """
 
     def __init__(
         self,

@@ -25,7 +25,9 @@ from hypothesis import strategies as st
 
 import protocol
 from protocol import (
+    MAX_BACKOFF,
     MAX_MESSAGE_BYTES,
+    MAX_RETRIES,
     MESSAGE_TYPES,
     RESULT_STATUSES,
     Broadcast,
@@ -81,6 +83,8 @@ def _task_spec(draw: Callable[[Strategy], Any], kw: dict[str, Any]) -> dict[str,
     kw["kind"] = draw(st.text(min_size=1, max_size=12))
     kw["timeout"] = draw(st.none() | st.floats(0, exclude_min=True, allow_infinity=False))
     kw["max_attempts"] = draw(st.none() | st.integers(1, UINT64_MAX))
+    kw["retries"] = draw(st.integers(0, MAX_RETRIES))
+    kw["retry_backoff"] = draw(st.floats(0, MAX_BACKOFF))
     return kw
 
 
