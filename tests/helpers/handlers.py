@@ -6,9 +6,8 @@ import asyncio
 import os
 import signal
 import time
-from typing import Any
-
 from pathlib import Path
+from typing import Any
 
 from protocol import TaskSpec
 from worker.task import Retry, TaskContext
