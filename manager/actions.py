@@ -124,7 +124,7 @@ class TaskActions(AdminHooks):
         """Stop counting ``task`` as running on its worker (noting what to withdraw from it);
         returns where it was, for the result's message."""
         if task.state != TaskStatus.RUNNING:
-            return "while waiting out a retry backoff" if task.due else "while queued"
+            return "while waiting out a retry backoff" if task.due is not None else "while queued"
         self.service.orphans.forget(task.spec.id)
         rec = self.admin.registry.get(task.worker_id)
         if rec is None:  # an orphan of a restart whose worker has not come back

@@ -223,8 +223,8 @@ class TaskService(AdminHooks):
                 rec.completed += 1
                 self._timed(task.spec.kind, result)
                 if outcome is Outcome.RETRY:  # runs again after its backoff (``on_tick``)
-                    wall = time.time() + task.due - now
-                    self.store.retrying(task.seq, result, task.retried, wall)
+                    due = time.time() + (task.due or now) - now
+                    self.store.retrying(task.seq, result, task.retried, due)
                 else:
                     done.append((task.seq, task, result))
                 continue

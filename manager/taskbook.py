@@ -52,7 +52,7 @@ class Live:
     owner: str = ""  # the CURVE key of the client that submitted it ("" without CURVE)
     base: int = 0  # attempts of earlier runs (before an operator's retry)
     retried: int = 0  # attempts of this run that ended in an error and were retried
-    due: float = 0.0  # waiting out a retry backoff until then (clock time); in no queue
+    due: float | None = None  # waiting out a retry backoff until then (clock time); in no queue
 
     def view(self) -> TaskState:
         return TaskState(
@@ -104,7 +104,7 @@ class TaskBook:
         """Put back a task read from the store: queued (or waiting out a backoff until
         ``task.due``), or running on its worker."""
         self._live[task.spec.id] = task
-        if task.state == TaskStatus.QUEUED and task.due:
+        if task.state == TaskStatus.QUEUED and task.due is not None:
             self._delay(task, task.due)
         elif task.state == TaskStatus.QUEUED:
             self._enqueue(task)
@@ -203,8 +203,8 @@ class TaskBook:
 
     def _unqueue(self, task: Live) -> None:
         """Take a queued task out of its queue, or out of the backoff heap."""
-        if task.due:
-            task.due = 0.0  # its heap entry is now stale: skipped when it comes up
+        if task.due is not None:
+            task.due = None  # its heap entry is now stale: skipped when it comes up
             self.delayed -= 1
             return
         queue = self._queues.get((task.spec.kind, task.spec.difficulty))
@@ -224,7 +224,7 @@ class TaskBook:
             due, _, task = heapq.heappop(heap)
             if task.due != due or task.state != TaskStatus.QUEUED:
                 continue  # cancelled meanwhile (or delayed again)
-            task.due = 0.0
+            task.due = None
             self.delayed -= 1
             self._enqueue(task, front=True)
             count += 1
