@@ -83,6 +83,7 @@ class TaskService(AdminHooks):
         self.orphans.resume(store, self.book, admin.clock(), 2 * cfg.window + 1.0)
         self._gate_open = cfg.expect_workers <= 0
         self._pushes: dict[bytes, list[dict[str, Any]]] = {}
+        self._briefs: dict[bytes, list[tuple[str, str]]] = {}  # (task id, status) per client
         self._ignored = Throttle("ignored results")
 
     def message_handlers(self) -> Mapping[type[Message], Handler]:
@@ -125,7 +126,7 @@ class TaskService(AdminHooks):
         self.owned[owner] += len(accepted)
         known, watched = self._report(ident, msg, set(accepted), done)
         if msg.watch:
-            self.watchers.watch(ident, watched, owner)
+            self.watchers.watch(ident, watched, owner, msg.brief)
         reply = SubmitReply(req=msg.req, accepted=accepted, known=known, epoch=self.admin.epoch)
         self.admin.post(ident, reply)
         if accepted:
@@ -266,10 +267,14 @@ class TaskService(AdminHooks):
                 result.attempt,
             )
             clients = self.watchers.finished(task.spec.id)
-            if clients:
-                state = wire.final_state(task.spec, result)
-                for client in clients:
-                    self._pushes.setdefault(client, []).append(state)
+            state = None
+            for client, brief in clients.items():
+                if brief:
+                    self._briefs.setdefault(client, []).append((task.spec.id, result.status))
+                    continue
+                if state is None:
+                    state = wire.final_state(task.spec, result)
+                self._pushes.setdefault(client, []).append(state)
 
     def push(self, client: bytes, states: list[TaskState]) -> None:
         """Send ``client`` these final states in ``finished`` messages after the commit."""
@@ -330,6 +335,10 @@ class TaskService(AdminHooks):
         epoch, limit = self.admin.epoch, self.config.max_message_bytes
         for client, states in pushes.items():  # after the commit: never a result that may vanish
             for data in wire.finished(epoch, states, limit):
+                self.admin.post(client, data)
+        briefs, self._briefs = self._briefs, {}
+        for client, done in briefs.items():
+            for data in wire.finished_brief(epoch, done, limit):
                 self.admin.post(client, data)
 
     def on_close(self) -> None:

@@ -23,6 +23,9 @@ from protocol.records import (
     TaskState,
     WorkerInfo,
 )
+from protocol.states import RESULT_STATUSES
+
+_STATUSES = frozenset(str(s) for s in RESULT_STATUSES)
 
 # --------------------------------------------------------------------------- messages
 
@@ -180,13 +183,15 @@ class Submit(Message):
     """Client → manager: queue these tasks.  Idempotent by task id.
 
     With ``watch`` the manager pushes each of these tasks to the sender in a
-    ``finished`` message once it has its final result (also if it had one).
+    ``finished`` message once it has its final result (also if it had one);
+    with ``brief`` too, only its id and result status.
     """
 
     TYPE: ClassVar[str] = "submit"
     req: int
     tasks: list[TaskSpec]
     watch: bool = False
+    brief: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -247,11 +252,13 @@ class Watch(Message):
     The reply carries the ones already final.  Watches belong to the sending
     socket and lapse after a minute without any message from it; ``ids=[]``
     only keeps them alive.  A new manager instance (``epoch``) knows none.
+    With ``brief`` the pushes carry only ids and result statuses.
     """
 
     TYPE: ClassVar[str] = "watch"
     req: int
     ids: list[str] = field(default_factory=list)
+    brief: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -266,11 +273,23 @@ class WatchReply(Message):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Finished(Message):
-    """Manager → client (unrequested): watched tasks that now have their final result."""
+    """Manager → client (unrequested): watched tasks that now have their final result.
+
+    Full states in ``tasks``; for tasks watched ``brief``, just the ids and
+    their result statuses, in ``ids`` and ``statuses`` (same length, same order).
+    """
 
     TYPE: ClassVar[str] = "finished"
     epoch: str
     tasks: list[TaskState]
+    ids: list[str] = field(default_factory=list)
+    statuses: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if len(self.statuses) != len(self.ids):
+            raise ValueError("ids and statuses must have the same length")
+        if not _STATUSES.issuperset(self.statuses):
+            raise ValueError(f"statuses must be among {', '.join(sorted(_STATUSES))}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -392,6 +392,13 @@ MALFORMED: list[tuple[str, bytes]] = [
     ("bytes-id", submit_task(id=b"t-1")),
     ("float-difficulty", submit_task(difficulty=3.0)),
     ("bool-difficulty", submit_task(difficulty=True)),
+    # brief finished pushes: parallel lists of ids and known result statuses
+    ("brief-lengths-differ", pk({"type": "finished", "epoch": "e", "tasks": [], "ids": ["a"]})),
+    (
+        "brief-unknown-status",
+        pk({"type": "finished", "epoch": "e", "tasks": [], "ids": ["a"], "statuses": ["ok"]}),
+    ),
+    ("brief-flag-not-bool", pk({"type": "watch", "req": 1, "ids": [], "brief": 1})),
 ]
 
 

@@ -31,6 +31,7 @@ from protocol import (
     MESSAGE_TYPES,
     RESULT_STATUSES,
     Broadcast,
+    Finished,
     Message,
     ProtocolError,
     TaskResult,
@@ -95,10 +96,18 @@ def _task_result(draw: Callable[[Strategy], Any], kw: dict[str, Any]) -> dict[st
     return kw
 
 
+def _finished(draw: Callable[[Strategy], Any], kw: dict[str, Any]) -> dict[str, Any]:
+    kw["ids"] = draw(st.lists(texts, max_size=3))
+    statuses = st.sampled_from(sorted(RESULT_STATUSES))
+    kw["statuses"] = [draw(statuses) for _ in kw["ids"]]
+    return kw
+
+
 #: The ``__post_init__`` rules of the wire records, as redraws of the fields they constrain.
 RULES: dict[type, Callable[[Callable[[Strategy], Any], dict[str, Any]], dict[str, Any]]] = {
     TaskSpec: _task_spec,
     TaskResult: _task_result,
+    Finished: _finished,
 }
 
 
