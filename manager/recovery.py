@@ -17,8 +17,8 @@ from loguru import logger
 
 from manager.registry import AgentRecord
 from manager.store import Store
-from manager.taskbook import Live, TaskBook
-from protocol import Register, ResultKey, TaskStatus
+from manager.taskbook import Live, TaskBook, manager_result
+from protocol import Register, ResultKey, ResultStatus, TaskResult, TaskStatus
 
 if TYPE_CHECKING:
     from manager.service import TaskService
@@ -123,3 +123,21 @@ def held(service: TaskService, rec: AgentRecord, old: AgentRecord | None, msg: R
             service.store.assigned([(task.seq, key.attempt, rec.id, rec.key)])
             rec.running[key.task_id] = key.attempt
             logger.info("{} holds task {} (attempt {})", rec.name, key.task_id, key.attempt)
+
+
+def release(
+    service: TaskService, task_id: str, reason: str, given_up: list[tuple[int, Live, TaskResult]]
+) -> None:
+    """A running task lost its worker (or its worker did not come back after a restart):
+    re-queued, its lost attempt kept in its history, or given up (``given_up`` gets it)."""
+    task = service.book.get(task_id)
+    if task is None or task.state != TaskStatus.RUNNING:
+        return  # already finished (e.g. by the deadline): nothing to re-queue
+    lost = manager_result(task, ResultStatus.WORKER_LOST, reason, time.time())
+    result = service.book.release(task_id, lost.finished, reason)
+    if result is not None:
+        given_up.append((task.seq, task, result))
+        logger.warning("task {} given up: {}", task_id, reason)
+    else:
+        service.store.requeued(task.seq, lost)
+        logger.info("task {} re-queued: {}", task_id, reason)

@@ -32,10 +32,10 @@ from manager.config import ManagerConfig
 from manager.hooks import AdminHooks, Handler
 from manager.placement import place
 from manager.queries import Queries
-from manager.recovery import Orphans, held
+from manager.recovery import Orphans, held, release
 from manager.registry import AgentRecord
 from manager.store import Store
-from manager.taskbook import Live, Outcome, TaskBook, manager_result
+from manager.taskbook import Live, Outcome, TaskBook
 from manager.watchers import Watchers
 from protocol import (
     MAX_ITEM_BYTES,
@@ -51,7 +51,6 @@ from protocol import (
     TaskSpec,
     TasksRequest,
     TaskState,
-    TaskStatus,
     Watch,
 )
 from protocol.codec import encoded_size
@@ -296,7 +295,7 @@ class TaskService(AdminHooks):
     def on_lost(self, rec: AgentRecord, reason: str) -> None:
         given_up: list[tuple[int, Live, TaskResult]] = []
         for task_id in list(rec.running):
-            self._release(task_id, f"{rec.name} {reason}", given_up)
+            release(self, task_id, f"{rec.name} {reason}", given_up)
         rec.running.clear()
         self._record(given_up)
         self.schedule()
@@ -311,7 +310,7 @@ class TaskService(AdminHooks):
         given_up: list[tuple[int, Live, TaskResult]] = []
         orphans = self.orphans.expired(now)
         for task_id, worker_id in orphans:
-            self._release(task_id, f"{worker_id} did not return after a restart", given_up)
+            release(self, task_id, f"{worker_id} did not return after a restart", given_up)
         overdue = self.book.overdue(now)
         for task in overdue:
             worker = self.admin.registry.get(task.worker_id)
@@ -356,21 +355,6 @@ class TaskService(AdminHooks):
     def _open_gate(self, why: str) -> None:
         self._gate_open = True
         logger.info("{} after {:.2f}s; assigning", why, self.admin.clock() - self.admin.started)
-
-    def _release(
-        self, task_id: str, reason: str, given_up: list[tuple[int, Live, TaskResult]]
-    ) -> None:
-        task = self.book.get(task_id)
-        if task is None or task.state != TaskStatus.RUNNING:
-            return  # already finished (e.g. by the deadline): nothing to re-queue
-        lost = manager_result(task, ResultStatus.WORKER_LOST, reason, time.time())
-        result = self.book.release(task_id, lost.finished, reason)
-        if result is not None:
-            given_up.append((task.seq, task, result))
-            logger.warning("task {} given up: {}", task_id, reason)
-        else:
-            self.store.requeued(task.seq, lost)  # the lost attempt joins the history
-            logger.info("task {} re-queued: {}", task_id, reason)
 
     def schedule(self) -> None:
         """Assign what can start now; the assignments leave after the batch's commit."""
