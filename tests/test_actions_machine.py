@@ -5,6 +5,7 @@ production admin, task service and a real journal file (``tests/helpers/fakes.py
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -34,6 +35,7 @@ from protocol import (
     TaskSpec,
     Withdraw,
 )
+from protocol.codec import pack, plain
 from tests.helpers.fakes import ManagerHarness
 from tests.test_manager_security import Ring
 
@@ -380,5 +382,30 @@ def test_with_curve_a_client_acts_on_its_own_tasks_only(tmp_path: Path) -> None:
         assert m.router.to(CLIENT, PurgeReply)[-1].purged == 0
         assert [s.id for s in cancel(m, "a2", key=olga).acted] == ["a2"]  # an operator
         assert [s.id for s in retry(m, "a1", "a2", key=olga).acted] == ["a1", "a2"]
+        m.deliver(CLIENT, CancelRequest(req=6, ids=["a1"]), ring.key("w1"))  # a worker's key
+        assert m.router.to(CLIENT, Error)[-1].code == "forbidden"
+    finally:
+        m.close()
+
+
+def test_a_journal_from_before_the_history_is_migrated(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    old = outcome("t", "w1", status="failed")
+    old = dataclasses.replace(old, started=old.started - 7200, finished=old.finished - 7200)
+    with sqlite3.connect(db) as con:
+        con.execute(
+            "CREATE TABLE tasks (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, "
+            "spec BLOB NOT NULL, state TEXT NOT NULL, attempt INTEGER NOT NULL DEFAULT 0, "
+            "worker TEXT NOT NULL DEFAULT '', result BLOB, status TEXT, "
+            "owner TEXT NOT NULL DEFAULT '', worker_key TEXT NOT NULL DEFAULT '')"
+        )
+        con.execute(
+            "INSERT INTO tasks VALUES (1, 't', ?, 'done', 1, 'w1', ?, 'failed', '', '')",
+            (pack(plain(TaskSpec(id="t"))), pack(plain(old))),
+        )
+    m = ManagerHarness(db)
+    try:
+        assert history(m, "t").attempts == [old]
+        assert purge(m, "failed", older_than=3600.0) == 1  # its finish time was read
     finally:
         m.close()
