@@ -21,8 +21,9 @@ from runtime.keys import KeyFileError, curve_client, generate
 from runtime.logs import configure_logging
 from runtime.settings import from_cli, options
 from taskmesh.bench.cli import bench_command
-from taskmesh.client import Client, ManagerError, ManagerUnavailable, WaitTimeout
+from taskmesh.client import Client
 from taskmesh.config import ClientConfig, DemoConfig, settings_table
+from taskmesh.errors import ManagerError, ManagerUnavailable, WaitTimeout
 from taskmesh.operate import cancel_command, history_command, purge_command, retry_command
 from taskmesh.progress import Progress
 from taskmesh.report import results_csv, results_table, status_table

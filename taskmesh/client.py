@@ -50,6 +50,7 @@ from protocol.codec import batches_by_size
 from runtime.handshake import HandshakeWatch
 from runtime.keys import CurveClient
 from runtime.sockets import configure, liveness_options, tcp
+from taskmesh.errors import ManagerError, ManagerUnavailable, WaitTimeout
 from taskmesh.operations import Operations
 
 R = TypeVar("R", bound=Message)
@@ -68,33 +69,9 @@ ProgressFn = Callable[[int, int, int], Any]
 Sink = Callable[[str, "TaskState | str"], Any]
 
 
-class ManagerUnavailable(ConnectionError):
-    """No reply from the manager in time."""
-
-
-class WaitTimeout(TimeoutError):
-    """``wait`` gave up: ``done`` holds the final states it has, ``pending`` the other ids."""
-
-    def __init__(self, message: str, done: list[TaskState], pending: list[str]) -> None:
-        super().__init__(message)
-        self.done = done
-        self.pending = pending
-
-
-class ManagerError(RuntimeError):
-    """The manager refused a request; ``code`` says why."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-
-
 class Client(Operations):
-    """``async with Client(host, port) as c: await c.submit([...])``.
-
-    The operator actions (``cancel``, ``retry``, ``purge``, ``history``) come
-    from ``taskmesh.operations``.
-    """
+    """``async with Client(host, port) as c: await c.submit([...])``; the operator
+    actions (``cancel``, ``retry``, ``purge``, ``history``): ``taskmesh.operations``."""
 
     def __init__(
         self,
