@@ -217,3 +217,31 @@ def test_purge_finished_tasks(cluster: Cluster) -> None:
     assert (counts["done"], counts["succeeded"], counts["failed"]) == (2, 2, 0)
     assert taskmesh(cluster, "purge", "--state", "queued").exit_code == 2  # never live tasks
     assert submit(cluster, [TaskSpec(id="bad", kind="echo")]) == ["bad"]  # a new task again
+
+
+def test_cancelling_while_results_race_in_records_every_task_once(cluster: Cluster) -> None:
+    """Cancels cross results on the wire: a task whose result was recorded first is refused
+    (already done); one cancelled first keeps ``cancelled`` even when its worker's result
+    arrives after (a counted duplicate).  Every task ends with exactly one final result."""
+    cluster.manager()
+    for name in ("a", "b"):
+        cluster.worker(name, 5, *HANDLERS, "--capacity", "4")
+    wait_until(connected(cluster, 2), what="workers")
+    ids = [f"t{i}" for i in range(60)]
+    submit(
+        cluster, [TaskSpec(id=i, kind="sleep", payload=0.02 * (n % 5)) for n, i in enumerate(ids)]
+    )
+    wait_until(lambda: status(cluster).counts["done"] >= 5, what="some done")
+    reply = cancel(cluster, *ids)
+    cancelled = {s.id for s in reply.acted}
+    refused = {r.id: r.code for r in reply.refused}
+    assert cancelled | set(refused) == set(ids)
+    assert set(refused.values()) == {"bad_state"}  # finished before the cancel: left alone
+    final = {s.id: s.result for s in wait_done(cluster, ids)}
+    assert {i for i, r in final.items() if r and r.status == "cancelled"} == cancelled
+    assert {i for i, r in final.items() if r and r.success} == set(refused)
+    counts = status(cluster).counts
+    assert counts["done"] == len(ids)
+    assert counts["tasks_cancelled"] == len(cancelled)
+    # Nothing recorded later changes a final result.
+    assert {s.id: s.result for s in wait_done(cluster, ids)} == final
