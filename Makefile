@@ -16,8 +16,9 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/taskmesh demo
 
+# Tests in parallel, one process per core (at most 4); `.venv/bin/pytest` alone runs them serially.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --maxprocesses 4
 
 # The docker-compose cluster, built and tested for real (root, Debian; see .ci/compose/test.sh).
 test-compose: $(STAMP)
