@@ -5,7 +5,9 @@ clients and workers, places work when workers come and re-queues it when
 they go.  Decisions come from the pure ``TaskBook``, ``place`` and policy
 functions; finished tasks leave memory for the ``Store``, which is committed
 in ``before_ack``, before any reply of the batch is sent.  Queries (``tasks``,
-``watch``, ``status``) are answered by ``manager.queries``.
+``watch``, ``status``) are answered by ``manager.queries``; an error result is
+retried after its backoff while the task has ``retries`` left (``TaskBook``);
+operators' ``cancel``, ``retry`` and ``purge`` are ``manager.actions``.
 
 With CURVE every task belongs to the client key that submitted it: another
 client key can neither read, watch nor re-submit it (``Admin.viewer``);
@@ -30,7 +32,7 @@ from manager.config import ManagerConfig
 from manager.hooks import AdminHooks, Handler
 from manager.placement import place
 from manager.queries import Queries
-from manager.recovery import Orphans
+from manager.recovery import Orphans, held, release
 from manager.registry import AgentRecord
 from manager.store import Store
 from manager.taskbook import Live, Outcome, TaskBook
@@ -49,7 +51,6 @@ from protocol import (
     TaskSpec,
     TasksRequest,
     TaskState,
-    TaskStatus,
     Watch,
 )
 from protocol.codec import encoded_size
@@ -204,6 +205,7 @@ class TaskService(AdminHooks):
             self.admin.unknown(ident)
             return
         done: list[tuple[int, Live, TaskResult]] = []
+        now = self.admin.clock()
         for result in msg.results:
             if result.worker_id != rec.id or result.worker != rec.name:
                 # Recorded under the registered worker, never what the message claims.
@@ -214,13 +216,17 @@ class TaskService(AdminHooks):
                 outcome, task = Outcome.STALE, None
                 self.book.stale += 1
             else:
-                outcome, task = self.book.record(result, rec.id)
+                outcome, task = self.book.record(result, rec.id, now)
             if rec.running.get(result.task_id) == result.attempt:
                 del rec.running[result.task_id]
             if task is not None:
                 rec.completed += 1
-                done.append((task.seq, task, result))
                 self._timed(task.spec.kind, result)
+                if outcome is Outcome.RETRY:  # runs again after its backoff (``on_tick``)
+                    due = time.time() + (task.due or now) - now
+                    self.store.retrying(task.seq, result, task.retried, due)
+                else:
+                    done.append((task.seq, task, result))
                 continue
             if outcome is Outcome.UNKNOWN and self.store.final([result.task_id]):
                 outcome = Outcome.DUPLICATE
@@ -276,24 +282,7 @@ class TaskService(AdminHooks):
     # ------------------------------------------------------------------ hooks
 
     def on_joined(self, rec: AgentRecord, old: AgentRecord | None, msg: Register) -> None:
-        holding = {(k.task_id, k.attempt) for k in msg.holding}
-        if old is not None:
-            for task_id, attempt in list(old.running.items()):
-                if (task_id, attempt) in holding:
-                    rec.running[task_id] = attempt
-                    del old.running[task_id]
-        for task_id, attempt in self.orphans.claim(rec.id, msg.holding, rec.key):
-            rec.running[task_id] = attempt
-            logger.info("{} still holds task {} (attempt {})", rec.name, task_id, attempt)
-        if self.admin.clock() > self.orphans.deadline:
-            return  # only a restarted manager can have forgotten an assignment
-        for key in msg.holding:  # assigned just before a crash, the assignment not committed
-            task = self.book.get(key.task_id)
-            if task is not None and task.state == TaskStatus.QUEUED and key.attempt > task.attempt:
-                self.book.adopt(task, rec.id, key.attempt)
-                self.store.assigned([(task.seq, key.attempt, rec.id, rec.key)])
-                rec.running[key.task_id] = key.attempt
-                logger.info("{} holds task {} (attempt {})", rec.name, key.task_id, key.attempt)
+        held(self, rec, old, msg)
 
     def on_ready(self, rec: AgentRecord) -> None:
         if not self._gate_open:
@@ -306,7 +295,7 @@ class TaskService(AdminHooks):
     def on_lost(self, rec: AgentRecord, reason: str) -> None:
         given_up: list[tuple[int, Live, TaskResult]] = []
         for task_id in list(rec.running):
-            self._release(task_id, f"{rec.name} {reason}", given_up)
+            release(self, task_id, f"{rec.name} {reason}", given_up)
         rec.running.clear()
         self._record(given_up)
         self.schedule()
@@ -321,7 +310,7 @@ class TaskService(AdminHooks):
         given_up: list[tuple[int, Live, TaskResult]] = []
         orphans = self.orphans.expired(now)
         for task_id, worker_id in orphans:
-            self._release(task_id, f"{worker_id} did not return after a restart", given_up)
+            release(self, task_id, f"{worker_id} did not return after a restart", given_up)
         overdue = self.book.overdue(now)
         for task in overdue:
             worker = self.admin.registry.get(task.worker_id)
@@ -334,7 +323,8 @@ class TaskService(AdminHooks):
             logger.warning("task {} timed out on the manager's deadline", task.spec.id)
             given_up.append((task.seq, task, result))
         self._record(given_up)
-        if orphans or overdue or opened:
+        ripe = self.book.ripe(now)  # retries whose backoff is over
+        if orphans or overdue or opened or ripe:
             self.schedule()
         self.watchers.expire()
 
@@ -365,20 +355,6 @@ class TaskService(AdminHooks):
     def _open_gate(self, why: str) -> None:
         self._gate_open = True
         logger.info("{} after {:.2f}s; assigning", why, self.admin.clock() - self.admin.started)
-
-    def _release(
-        self, task_id: str, reason: str, given_up: list[tuple[int, Live, TaskResult]]
-    ) -> None:
-        task = self.book.get(task_id)
-        if task is None or task.state != TaskStatus.RUNNING:
-            return  # already finished (e.g. by the deadline): nothing to re-queue
-        result = self.book.release(task_id, time.time(), reason)
-        if result is not None:
-            given_up.append((task.seq, task, result))
-            logger.warning("task {} given up: {}", task_id, reason)
-        else:
-            self.store.requeued(task.seq)
-            logger.info("task {} re-queued: {}", task_id, reason)
 
     def schedule(self) -> None:
         """Assign what can start now; the assignments leave after the batch's commit."""

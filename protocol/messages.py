@@ -3,7 +3,8 @@
 A message travels as one msgpack map: ``{"type": TYPE, **fields}``.  Nested
 records (``TaskSpec``, ``Job``, ``TaskResult`` ...: ``protocol.records``) are
 plain maps of their fields.  See PROTOCOL.md for sockets, frames and the
-conversation rules.
+conversation rules.  The operator actions (``cancel``, ``retry``, ``purge``,
+``history`` and the manager's ``withdraw``) are in ``protocol.operations``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from protocol.base import Message as Message  # re-exported: the base of every message
+from protocol.operations import OPERATIONS
 from protocol.records import (
     AgentRef,
     Job,
@@ -25,13 +28,6 @@ from protocol.states import RESULT_STATUSES
 _STATUSES = frozenset(str(s) for s in RESULT_STATUSES)
 
 # --------------------------------------------------------------------------- messages
-
-
-class Message:
-    """Base of every wire message; ``TYPE`` is the value of the ``type`` key."""
-
-    __slots__ = ()
-    TYPE: ClassVar[str]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -332,4 +328,5 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     WatchReply,
     Finished,
     Error,
+    *OPERATIONS,
 )

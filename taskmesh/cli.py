@@ -24,6 +24,7 @@ from taskmesh.bench.cli import bench_command
 from taskmesh.client import Client
 from taskmesh.config import ClientConfig, DemoConfig, settings_table
 from taskmesh.errors import ManagerError, ManagerUnavailable, WaitTimeout
+from taskmesh.operate import cancel_command, history_command, purge_command, retry_command
 from taskmesh.progress import Progress
 from taskmesh.report import results_csv, results_table, status_table
 from taskmesh.taskfile import TaskFileError, read_tasks
@@ -44,6 +45,8 @@ def main() -> None:
 main.add_command(manager_command)
 main.add_command(worker_command)
 main.add_command(bench_command)
+for _command in (cancel_command, retry_command, purge_command, history_command):
+    main.add_command(_command)
 
 
 def _client_config(values: dict[str, Any]) -> ClientConfig:
@@ -85,7 +88,8 @@ class Refused(click.ClickException):
 #: What ``submit --wait`` (and every client command) exits with.
 EXIT_CODES = {
     0: "every task succeeded (or, without --wait, the tasks were accepted)",
-    1: "some task ended without success (failed, error, timeout, worker_lost ...)",
+    1: "some task ended without success (failed, error, timeout, worker_lost, cancelled ...); "
+    "cancel, retry: some id was refused",
     2: "bad arguments or task file (usage)",
     3: "gave up waiting (--timeout): the results so far and the pending ids are printed",
     4: "the manager refused or did not answer",
@@ -190,7 +194,7 @@ def status_command(as_json: bool, check: bool, min_workers: int, **values: Any) 
 @click.argument("ids", nargs=-1)
 @click.option(
     "--state",
-    type=click.Choice(sorted(s for s in TASK_FILTERS if s)),
+    type=click.Choice(sorted(str(s) for s in TASK_FILTERS if s)),  # values, not enum names
     default=None,
     help="Only tasks in this state, or with this result ('failed': done without success).",
 )

@@ -51,6 +51,7 @@ from runtime.handshake import HandshakeWatch
 from runtime.keys import CurveClient
 from runtime.sockets import configure, liveness_options, tcp
 from taskmesh.errors import ManagerError, ManagerUnavailable, WaitTimeout
+from taskmesh.operations import Operations
 
 R = TypeVar("R", bound=Message)
 
@@ -68,8 +69,9 @@ ProgressFn = Callable[[int, int, int], Any]
 Sink = Callable[[str, "TaskState | str"], Any]
 
 
-class Client:
-    """``async with Client(host, port) as c: await c.submit([...])``."""
+class Client(Operations):
+    """``async with Client(host, port) as c: await c.submit([...])``; the operator
+    actions (``cancel``, ``retry``, ``purge``, ``history``): ``taskmesh.operations``."""
 
     def __init__(
         self,

@@ -12,10 +12,11 @@ from worker.hooks import WorkerHooks
 from worker.runner import TaskRunner
 from worker.server import build, serve
 from worker.session import WorkerRefused
-from worker.task import TaskContext, TaskFailed
+from worker.task import Retry, TaskContext, TaskFailed
 
 __all__ = [
     "Handlers",
+    "Retry",
     "TaskContext",
     "TaskFailed",
     "TaskRunner",
