@@ -51,7 +51,7 @@ LABEL org.opencontainers.image.title="taskmesh" \
 RUN groupadd --gid 10001 taskmesh \
     && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /data \
         --shell /usr/sbin/nologin taskmesh \
-    && mkdir /data && chown taskmesh:taskmesh /data
+    && mkdir /data /keys && chown taskmesh:taskmesh /data /keys
 
 COPY --from=build /opt/taskmesh /opt/taskmesh
 COPY --from=build /stage/opt/taskmesh /opt/taskmesh

@@ -16,8 +16,9 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/taskmesh demo
 
+# Tests in parallel, one process per core (at most 4); `.venv/bin/pytest` alone runs them serially.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --maxprocesses 4
 
 # The manager's status page rendered by headless Chromium (skipped, saying why, without it).
 test-browser: $(STAMP)

@@ -24,7 +24,8 @@ import click
 
 from protocol import TaskResult, TaskSpec, TaskState, build
 from protocol.codec import unpack
-from taskmesh.client import Client, ManagerUnavailable
+from taskmesh.client import Client
+from taskmesh.errors import ManagerUnavailable
 from taskmesh.procs import Proc, ProcessFailed, spawn, start_manager
 from taskmesh.table import render
 

@@ -320,7 +320,6 @@ class Admin(AgentBase):
             hook.on_tick(now)
 
 
-
 def _is_register(body: bytes) -> bool:
     try:
         return isinstance(decode(body), Register)

@@ -50,7 +50,9 @@ RELOAD_EVERY = 2.0
 AGENT_MESSAGES = frozenset(
     {"register", "ready", "heartbeat", "bye", "drain", "direct", "broadcast", "results"}
 )
-CLIENT_MESSAGES = frozenset({"submit", "tasks", "watch", "status"})
+CLIENT_MESSAGES = frozenset(
+    {"submit", "tasks", "watch", "status", "cancel", "retry", "purge", "history"}
+)
 
 
 class Verdict(enum.Enum):
@@ -145,7 +147,7 @@ def is_loopback(host: str) -> bool:
 def forbidden_text(msg: Message) -> str:
     if msg.TYPE in AGENT_MESSAGES:
         return f"{msg.TYPE}: only worker keys register and run tasks"
-    return f"{msg.TYPE}: only client and operator keys submit and read tasks"
+    return f"{msg.TYPE}: only client and operator keys submit, read and act on tasks"
 
 
 class CurveServer:

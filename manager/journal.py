@@ -14,6 +14,10 @@ submitted it and ``worker_key`` that of the worker it was assigned to (both
 ``''`` without CURVE), so a restarted manager keeps tenants apart and gives
 a task back only to the key it was assigned to.  Finished tasks are served
 from here; the most recent results also from memory (``RecentResults``).
+
+The ``attempts`` table keeps the history: one row per earlier attempt of a
+task (a retried error, a lost worker, a final result an operator's retry
+superseded), by task id, in the order they happened.
 """
 
 from __future__ import annotations
@@ -23,33 +27,21 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
+from manager.schema import create
 from manager.store import (
     RECENT_JOURNALED,
     Done,
     Finished,
     LiveRow,
+    Purged,
     RecentResults,
     final_state,
+    purgeable,
     visible,
 )
 from protocol import TaskResult, TaskSpec, TaskState, TaskStatus, build
 from protocol.codec import pack, plain, unpack
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS tasks (
-    seq      INTEGER PRIMARY KEY,
-    id       TEXT NOT NULL UNIQUE,
-    spec     BLOB NOT NULL,
-    state    TEXT NOT NULL,
-    attempt  INTEGER NOT NULL DEFAULT 0,
-    worker   TEXT NOT NULL DEFAULT '',
-    result   BLOB,
-    status   TEXT,
-    owner    TEXT NOT NULL DEFAULT '',
-    worker_key TEXT NOT NULL DEFAULT ''
-);
-DROP INDEX IF EXISTS tasks_state;
-"""
 #: Ids per ``IN (...)`` query (SQLite's default limit on bound variables is 32,766).
 CHUNK = 500
 #: Seconds an assignment waits before it is written (most short tasks finish first).
@@ -80,8 +72,7 @@ class Journal:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
             self._db.execute("PRAGMA cache_size=-4096")  # 4 MiB of pages: fresh rows stay hot
-            self._db.executescript(SCHEMA)
-            self._migrate()
+            create(self._db)
             (last,) = self._db.execute("SELECT coalesce(max(seq), 0) FROM tasks").fetchone()
         except sqlite3.Error as exc:
             raise JournalError(f"cannot use {path!r} as the journal: {exc}") from None
@@ -89,19 +80,6 @@ class Journal:
         self._open = False
         #: seq -> (attempt, worker id, worker key, when), not yet written
         self._assigned: dict[int, tuple[int, str, str, float]] = {}
-
-    def _migrate(self) -> None:
-        """Journals written before the ``status``, ``owner`` or ``worker_key`` column."""
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(tasks)")}
-        for column in ("owner", "worker_key"):  # every task so far: one tenant, no keys
-            if column not in columns:
-                self._db.execute(f"ALTER TABLE tasks ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
-        if "status" in columns:
-            return
-        self._db.execute("ALTER TABLE tasks ADD COLUMN status TEXT")
-        rows = self._db.execute("SELECT seq, result FROM tasks WHERE result IS NOT NULL")
-        fill = [(unpack(blob).get("status"), seq) for seq, blob in rows.fetchall()]
-        self._db.executemany("UPDATE tasks SET status=? WHERE seq=?", fill)
 
     def _begin(self) -> sqlite3.Connection:
         if not self._open:
@@ -156,9 +134,36 @@ class Journal:
         for seq, attempt, worker, key in rows:
             self._assigned[seq] = (attempt, worker, key, now)
 
-    def requeued(self, seq: int) -> None:
+    def requeued(self, seq: int, lost: TaskResult | None = None) -> None:
         self._assigned.pop(seq, None)
-        self._begin().execute("UPDATE tasks SET state='queued', worker='' WHERE seq=?", (seq,))
+        db = self._begin()
+        if lost is not None:
+            self._keep(db, lost)
+        db.execute("UPDATE tasks SET state='queued', worker='' WHERE seq=?", (seq,))
+
+    def retrying(self, seq: int, result: TaskResult, retried: int, not_before: float) -> None:
+        self._assigned.pop(seq, None)
+        db = self._begin()
+        self._keep(db, result)
+        db.execute(
+            "UPDATE tasks SET state='queued', worker='', attempt=?, retried=?, not_before=? "
+            "WHERE seq=?",
+            (result.attempt, retried, not_before, seq),
+        )
+
+    @staticmethod
+    def _keep(db: sqlite3.Connection, result: TaskResult) -> None:
+        """An earlier attempt joins its task's history."""
+        db.execute(
+            "INSERT INTO attempts(id, attempt, status, result, worker) VALUES (?, ?, ?, ?, ?)",
+            (
+                result.task_id,
+                result.attempt,
+                str(result.status),
+                pack(plain(result)),
+                result.worker_id,
+            ),
+        )
 
     def finished(self, done: Sequence[Done]) -> None:
         if not done:
@@ -166,10 +171,54 @@ class Journal:
         for seq, _, _, _ in done:
             self._assigned.pop(seq, None)
         self._begin().executemany(
-            "UPDATE tasks SET state='done', attempt=?, worker=?, status=?, result=? WHERE seq=?",
-            [(r.attempt, r.worker_id, str(r.status), pack(plain(r)), seq) for seq, _, r, _ in done],
+            "UPDATE tasks SET state='done', attempt=?, worker=?, status=?, result=?, finished=? "
+            "WHERE seq=?",
+            [
+                (r.attempt, r.worker_id, str(r.status), pack(plain(r)), r.finished, seq)
+                for seq, _, r, _ in done
+            ],
         )
         self.recent.put(done)
+
+    def reopen(self, rows: Sequence[Done]) -> list[int]:
+        db = self._begin()
+        seqs = []
+        for seq, spec, result, _ in rows:
+            self._keep(db, result)
+            db.execute(
+                "UPDATE tasks SET seq=?, state='queued', worker='', worker_key='', attempt=?, "
+                "result=NULL, status=NULL, finished=NULL, retried=0, base=?, not_before=0 "
+                "WHERE seq=?",
+                (self._next, result.attempt, result.attempt, seq),
+            )
+            self.recent.pop(spec.id)
+            seqs.append(self._next)
+            self._next += 1
+        return seqs
+
+    def purge(self, where: Finished, before: float | None, owner: str | None) -> Purged:
+        sql = "state = 'done'"
+        args: list[object] = []
+        if where is not None:
+            sql += " AND status = ?" if where[1] else " AND status != ?"
+            args.append(where[0])
+        if before is not None:
+            sql += " AND finished < ?"
+            args.append(before)
+        if owner is not None:
+            sql += " AND owner = ?"
+            args.append(owner)
+        db = self._begin()
+        purged: Purged = Counter()
+        for status, who, count in db.execute(
+            f"SELECT status, owner, count(*) FROM tasks WHERE {sql} GROUP BY status, owner", args
+        ):
+            purged[(str(status), str(who))] += count
+        if purged:
+            db.execute(f"DELETE FROM attempts WHERE id IN (SELECT id FROM tasks WHERE {sql})", args)
+            db.execute(f"DELETE FROM tasks WHERE {sql}", args)
+            self.recent.drop(purgeable(where, before, owner))
+        return purged
 
     def _write_assignments(self, all_: bool = False) -> None:
         limit = self.clock() - ASSIGN_DELAY
@@ -205,10 +254,10 @@ class Journal:
     def unfinished(self) -> Iterator[LiveRow]:
         """Every task not yet final, in submission order, as last committed."""
         cur = self._db.execute(
-            "SELECT seq, spec, state, attempt, worker, owner, worker_key FROM tasks "
-            "WHERE state != 'done' ORDER BY seq"
+            "SELECT seq, spec, state, attempt, worker, owner, worker_key, retried, base, "
+            "not_before FROM tasks WHERE state != 'done' ORDER BY seq"
         )
-        for seq, spec, state, attempt, worker, owner, worker_key in cur:
+        for seq, spec, state, attempt, worker, owner, key, retried, base, not_before in cur:
             yield LiveRow(
                 seq=seq,
                 spec=build(TaskSpec, unpack(spec)),
@@ -216,8 +265,38 @@ class Journal:
                 attempt=attempt,
                 worker=worker,
                 owner=owner,
-                worker_key=worker_key,
+                worker_key=key,
+                retried=retried,
+                base=base,
+                not_before=not_before,
             )
+
+    def history(self, task_id: str) -> list[TaskResult]:
+        sql = "SELECT result FROM attempts WHERE id = ? ORDER BY rowid"
+        cur = self._db.execute(sql, (task_id,))
+        return [build(TaskResult, unpack(blob)) for (blob,) in cur]
+
+    def done(self, ids: Sequence[str]) -> dict[str, Done]:
+        out: dict[str, Done] = {}
+        missing = []
+        for task_id in ids:
+            hit = self.recent.entry(task_id)
+            if hit is not None:
+                out[task_id] = hit
+            else:
+                missing.append(task_id)
+        for start in range(0, len(missing), CHUNK):
+            chunk = missing[start : start + CHUNK]
+            marks = ",".join("?" * len(chunk))
+            cur = self._db.execute(
+                "SELECT seq, spec, result, owner FROM tasks "
+                f"WHERE state = 'done' AND id IN ({marks})",
+                chunk,
+            )
+            for seq, spec, result, owner in cur:
+                task = build(TaskSpec, unpack(spec))
+                out[task.id] = (seq, task, build(TaskResult, unpack(result)), owner)
+        return out
 
     def tally(self) -> dict[str, int]:
         """Final results by status (``succeeded``, ``failed`` ...) as committed."""
@@ -229,10 +308,13 @@ class Journal:
         return dict(counts)
 
     def worker_tally(self) -> dict[str, tuple[int, int]]:
-        """Final results per worker id: ``(recorded, of them without success)``, as committed."""
+        """Results of attempts per worker id, final or in the history: ``(recorded, of them
+        without success)``, as committed."""
         cur = self._db.execute(
-            "SELECT worker, count(*), sum(status != 'succeeded') FROM tasks "
-            "WHERE state = 'done' AND worker != '' GROUP BY worker"
+            "SELECT worker, count(*), sum(status != 'succeeded') FROM ("
+            " SELECT worker, status FROM tasks WHERE state = 'done' AND worker != ''"
+            " UNION ALL SELECT worker, status FROM attempts WHERE worker != ''"
+            ") GROUP BY worker"
         )
         return {str(worker): (int(done), int(failed or 0)) for worker, done, failed in cur}
 

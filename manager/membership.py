@@ -176,9 +176,7 @@ class Membership:
 
     def unknown(self, ident: bytes) -> None:
         self.admin.counters["unknown_peer"] += 1
-        self.admin.post(
-            ident, Error(code="unknown_peer", message="not registered: register first")
-        )
+        self.admin.post(ident, Error(code="unknown_peer", message="not registered: register first"))
 
     def unreachable(self, ident: bytes) -> None:
         """A message to ``ident`` could not be sent: unreachable; it must register again."""

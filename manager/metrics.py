@@ -117,11 +117,16 @@ class ManagerCollector:
             results.add_metric([status], finished.get(status, 0))
         yield results
         yield _counter("taskmesh_assignments", "Attempts assigned to workers.", stats.assignments)
-        yield _counter(
+        reruns = CounterMetricFamily(
             "taskmesh_reruns",
-            "Tasks re-queued to run again after losing their worker.",
-            stats.reruns,
+            "Tasks queued to run again: after losing their worker, for a retry after a failed "
+            "attempt, or by an operator's retry.",
+            labels=["why"],
         )
+        for why in ("lost", "retry"):
+            reruns.add_metric([why], stats.reruns[why])
+        reruns.add_metric(["operator"], admin.counters.get("tasks_retried", 0))
+        yield reruns
         yield _counter(
             "taskmesh_cancellations", "Tasks recorded as cancelled.", finished.get("cancelled", 0)
         )

@@ -147,7 +147,7 @@ class Queries:
         service = self.service
         ids, viewer, book = msg.ids, service.admin.viewer(), service.book
         live = [i for i in ids if (t := book.get(i)) is not None and service.visible(t, viewer)]
-        service.watchers.watch(ident, live, service.admin.endpoint.peer_key)
+        service.watchers.watch(ident, live, service.admin.endpoint.peer_key, msg.brief)
         known = set(live)
         final = service.store.final([i for i in ids if i not in known], viewer)
         unknown = [i for i in ids if i not in known and i not in final][:MAX_TASKS_REPLY]

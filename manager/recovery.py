@@ -1,21 +1,27 @@
 """A restarted manager's journal: tasks it resumes, and running tasks waiting for their worker.
 
-Queued tasks are queued again.  A task the journal shows running stays with
-its worker (an *orphan*) until that worker re-registers and says, in
+Queued tasks are queued again (one waiting out a retry backoff waits for
+what is left of it).  A task the journal shows running stays with its
+worker (an *orphan*) until that worker re-registers and says, in
 ``holding``, that it still has the attempt; orphans not claimed within the
 deadline are released like the tasks of a lost worker.
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from loguru import logger
 
 from manager.registry import AgentRecord
 from manager.store import Store
-from manager.taskbook import Live, TaskBook
-from protocol import ResultKey, TaskStatus
+from manager.taskbook import Live, TaskBook, manager_result
+from protocol import Register, ResultKey, ResultStatus, TaskResult, TaskStatus
+
+if TYPE_CHECKING:
+    from manager.service import TaskService
 
 
 class Orphans:
@@ -32,10 +38,19 @@ class Orphans:
     def resume(self, store: Store, book: TaskBook, now: float, patience: float) -> None:
         """Fill ``book`` from ``store``; orphans wait ``patience`` seconds for their worker."""
         counts: Counter[str] = Counter()
+        wall = time.time()
         for row in store.unfinished():
             task = Live(
-                spec=row.spec, seq=row.seq, state=row.state, attempt=row.attempt, owner=row.owner
+                spec=row.spec,
+                seq=row.seq,
+                state=row.state,
+                attempt=row.attempt,
+                owner=row.owner,
+                base=row.base,
+                retried=row.retried,
             )
+            if row.state == TaskStatus.QUEUED and row.not_before > wall:
+                task.due = now + row.not_before - wall
             if row.state == TaskStatus.RUNNING:
                 task.worker_id = row.worker
                 task.tried = {row.worker}
@@ -70,34 +85,6 @@ class Orphans:
                 adopted.append((key.task_id, key.attempt))
         return adopted
 
-    def rejoin(
-        self, rec: AgentRecord, holding: list[ResultKey], book: TaskBook, store: Store, now: float
-    ) -> None:
-        """``rec`` registered saying it holds ``holding``: give it back what it still runs.
-
-        Its orphans (from the journal), and, shortly after a restart, queued
-        tasks whose assignment to it was sent but not yet committed.
-        """
-        claimed = self.claim(rec.id, holding, rec.key)
-        for task_id, attempt in claimed:
-            rec.running[task_id] = attempt
-            logger.debug("{} still holds task {} (attempt {})", rec.name, task_id, attempt)
-        if claimed:
-            logger.info("{} still holds {} task(s) from before the restart", rec.name, len(claimed))
-        if now > self.deadline:
-            return  # only a restarted manager can have forgotten an assignment
-        adopted = 0
-        for key in holding:  # assigned just before a crash, the assignment not committed
-            task = book.get(key.task_id)
-            if task is not None and task.state == TaskStatus.QUEUED and key.attempt > task.attempt:
-                book.adopt(task, rec.id, key.attempt)
-                store.assigned([(task.seq, key.attempt, rec.id, rec.key)])
-                rec.running[key.task_id] = key.attempt
-                adopted += 1
-                logger.debug("{} holds task {} (attempt {})", rec.name, key.task_id, key.attempt)
-        if adopted:
-            logger.info("{} holds {} task(s) assigned just before the restart", rec.name, adopted)
-
     def forget(self, task_id: str) -> None:
         self._waiting.pop(task_id, None)
 
@@ -108,3 +95,58 @@ class Orphans:
         out = [(task_id, worker) for task_id, (worker, _, _) in self._waiting.items()]
         self._waiting.clear()
         return out
+
+
+def held(service: TaskService, rec: AgentRecord, old: AgentRecord | None, msg: Register) -> None:
+    """A worker (re-)registered: the attempts it says it ``holding`` stay its own.
+
+    Those its previous record held move over; orphans of a restart that it
+    claims are adopted back; within the orphan wait, a queued task it holds at
+    a higher attempt (assigned just before a crash, the assignment not yet
+    committed) is adopted as running on it.
+    """
+    holding = {(k.task_id, k.attempt) for k in msg.holding}
+    if old is not None:
+        for task_id, attempt in list(old.running.items()):
+            if (task_id, attempt) in holding:
+                rec.running[task_id] = attempt
+                del old.running[task_id]
+    claimed = service.orphans.claim(rec.id, msg.holding, rec.key)
+    for task_id, attempt in claimed:
+        rec.running[task_id] = attempt
+        logger.debug("{} still holds task {} (attempt {})", rec.name, task_id, attempt)
+    if claimed:
+        logger.info("{} still holds {} task(s) from before the restart", rec.name, len(claimed))
+    if service.admin.clock() > service.orphans.deadline:
+        return  # only a restarted manager can have forgotten an assignment
+    adopted = 0
+    for key in msg.holding:
+        task = service.book.get(key.task_id)
+        if task is not None and task.state == TaskStatus.QUEUED and key.attempt > task.attempt:
+            service.book.adopt(task, rec.id, key.attempt)
+            service.store.assigned([(task.seq, key.attempt, rec.id, rec.key)])
+            rec.running[key.task_id] = key.attempt
+            adopted += 1
+            logger.debug("{} holds task {} (attempt {})", rec.name, key.task_id, key.attempt)
+    if adopted:
+        logger.info("{} holds {} task(s) assigned just before the restart", rec.name, adopted)
+
+
+def release(
+    service: TaskService, task_id: str, reason: str, given_up: list[tuple[int, Live, TaskResult]]
+) -> None:
+    """A running task lost its worker (or its worker did not come back after a restart):
+    re-queued, its lost attempt kept in its history, or given up (``given_up`` gets it)."""
+    task = service.book.get(task_id)
+    if task is None or task.state != TaskStatus.RUNNING:
+        return  # already finished (e.g. by the deadline): nothing to re-queue
+    lost = manager_result(task, ResultStatus.WORKER_LOST, reason, time.time())
+    result = service.book.release(task_id, lost.finished, reason)
+    if result is not None:
+        given_up.append((task.seq, task, result))
+        logger.warning("task {} given up: {}", task_id, reason)
+    else:
+        service.store.requeued(task.seq, lost)
+        service.stats.recorded([(task.seq, task, lost)])
+        service.stats.reruns["lost"] += 1
+        logger.debug("task {} re-queued: {}", task_id, reason)

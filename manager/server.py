@@ -13,6 +13,7 @@ from pathlib import Path
 from loguru import logger
 
 from manager import metrics
+from manager.actions import TaskActions
 from manager.admin import Admin
 from manager.config import ManagerConfig
 from manager.endpoint import Transport
@@ -30,13 +31,15 @@ def build(
     transport: Transport | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> tuple[Admin, TaskService]:
-    """The manager's parts, wired: an ``Admin`` and its ``TaskService`` over ``cfg.db``."""
+    """The manager's parts, wired: an ``Admin``, its ``TaskService`` over ``cfg.db`` and the
+    operator actions (``TaskActions``)."""
     store: Store = (
         MemoryStore() if cfg.db == ":memory:" else Journal(cfg.db, fsync=cfg.fsync, clock=clock)
     )
     admin = Admin(config=cfg, role="manager", transport=transport, clock=clock)
     service = TaskService(admin, store)
     admin.use(service)
+    admin.use(TaskActions(service))
     return admin, service
 
 

@@ -5,7 +5,9 @@ clients and workers, places work when workers come and re-queues it when
 they go.  Decisions come from the pure ``TaskBook``, ``place`` and policy
 functions; finished tasks leave memory for the ``Store``, which is committed
 in ``before_ack``, before any reply of the batch is sent.  Queries (``tasks``,
-``watch``, ``status``) are answered by ``manager.queries``.
+``watch``, ``status``) are answered by ``manager.queries``; an error result is
+retried after its backoff while the task has ``retries`` left (``TaskBook``);
+operators' ``cancel``, ``retry`` and ``purge`` are ``manager.actions``.
 
 With CURVE every task belongs to the client key that submitted it: another
 client key can neither read, watch nor re-submit it (``Admin.viewer``);
@@ -30,7 +32,7 @@ from manager.config import ManagerConfig
 from manager.hooks import AdminHooks, Handler
 from manager.placement import place
 from manager.queries import Queries
-from manager.recovery import Orphans
+from manager.recovery import Orphans, held, release
 from manager.registry import AgentRecord
 from manager.stats import Stats
 from manager.store import Store
@@ -51,7 +53,6 @@ from protocol import (
     TaskSpec,
     TasksRequest,
     TaskState,
-    TaskStatus,
     Watch,
 )
 from protocol.codec import encoded_size
@@ -83,6 +84,7 @@ class TaskService(AdminHooks):
         self.orphans.resume(store, self.book, admin.clock(), 2 * cfg.window + 1.0)
         self._gate_open = cfg.expect_workers <= 0
         self._pushes: dict[bytes, list[dict[str, Any]]] = {}
+        self._briefs: dict[bytes, list[tuple[str, str]]] = {}  # (task id, status) per client
         self._ignored = Throttle("ignored results")
         self.unmatched = Unmatched(self)
         self.stats = Stats(self)
@@ -130,7 +132,7 @@ class TaskService(AdminHooks):
         self.owned[owner] += len(accepted)
         known, watched = self._report(ident, msg, set(accepted), done)
         if msg.watch:
-            self.watchers.watch(ident, watched, owner)
+            self.watchers.watch(ident, watched, owner, msg.brief)
         if failing:  # --unmatched fail: recorded at once, pushed to the watchers
             self._record(self.unmatched.fail(new, failing, owner))
         reply = SubmitReply(
@@ -214,6 +216,7 @@ class TaskService(AdminHooks):
             self.admin.unknown(ident)
             return
         done: list[tuple[int, Live, TaskResult]] = []
+        now = self.admin.clock()
         for result in msg.results:
             if result.worker_id != rec.id or result.worker != rec.name:
                 # Recorded under the registered worker, never what the message claims.
@@ -224,13 +227,19 @@ class TaskService(AdminHooks):
                 outcome, task = Outcome.STALE, None
                 self.book.stale += 1
             else:
-                outcome, task = self.book.record(result, rec.id)
+                outcome, task = self.book.record(result, rec.id, now)
             if rec.running.get(result.task_id) == result.attempt:
                 del rec.running[result.task_id]
             if task is not None:
                 rec.completed += 1
-                done.append((task.seq, task, result))
                 self._timed(task.spec.kind, result)
+                if outcome is Outcome.RETRY:  # runs again after its backoff (``on_tick``)
+                    due = time.time() + (task.due or now) - now
+                    self.store.retrying(task.seq, result, task.retried, due)
+                    self.stats.recorded([(task.seq, task, result)])
+                    self.stats.reruns["retry"] += 1
+                else:
+                    done.append((task.seq, task, result))
                 continue
             if outcome is Outcome.UNKNOWN and self.store.final([result.task_id]):
                 outcome = Outcome.DUPLICATE
@@ -261,7 +270,7 @@ class TaskService(AdminHooks):
         if not done:
             return
         self.store.finished([(seq, task.spec, result, task.owner) for seq, task, result in done])
-        self.stats.finished(done)
+        self.stats.recorded(done)
         for _, task, result in done:
             logger.debug(
                 "task {} {} on {} (attempt {})",
@@ -271,10 +280,14 @@ class TaskService(AdminHooks):
                 result.attempt,
             )
             clients = self.watchers.finished(task.spec.id)
-            if clients:
-                state = wire.final_state(task.spec, result)
-                for client in clients:
-                    self._pushes.setdefault(client, []).append(state)
+            state = None
+            for client, brief in clients.items():
+                if brief:
+                    self._briefs.setdefault(client, []).append((task.spec.id, result.status))
+                    continue
+                if state is None:
+                    state = wire.final_state(task.spec, result)
+                self._pushes.setdefault(client, []).append(state)
 
     def push(self, client: bytes, states: list[TaskState]) -> None:
         """Send ``client`` these final states in ``finished`` messages after the commit."""
@@ -283,13 +296,7 @@ class TaskService(AdminHooks):
     # ------------------------------------------------------------------ hooks
 
     def on_joined(self, rec: AgentRecord, old: AgentRecord | None, msg: Register) -> None:
-        holding = {(k.task_id, k.attempt) for k in msg.holding}
-        if old is not None:
-            for task_id, attempt in list(old.running.items()):
-                if (task_id, attempt) in holding:
-                    rec.running[task_id] = attempt
-                    del old.running[task_id]
-        self.orphans.rejoin(rec, msg.holding, self.book, self.store, self.admin.clock())
+        held(self, rec, old, msg)
 
     def on_ready(self, rec: AgentRecord) -> None:
         if not self._gate_open:
@@ -304,7 +311,7 @@ class TaskService(AdminHooks):
         if rec.running:
             logger.info("{} held {} task(s): back to the queue", rec.name, len(rec.running))
         for task_id in list(rec.running):
-            self._release(task_id, f"{rec.name} {reason}", given_up)
+            release(self, task_id, f"{rec.name} {reason}", given_up)
         rec.running.clear()
         self._record(given_up)
         self.schedule()
@@ -321,7 +328,7 @@ class TaskService(AdminHooks):
         if orphans:
             logger.warning("{} task(s) whose worker did not come back re-queued", len(orphans))
         for task_id, worker_id in orphans:
-            self._release(task_id, f"{worker_id} did not return after a restart", given_up)
+            release(self, task_id, f"{worker_id} did not return after a restart", given_up)
         overdue = self.book.overdue(now)
         for task in overdue:
             worker = self.admin.registry.get(task.worker_id)
@@ -334,7 +341,8 @@ class TaskService(AdminHooks):
             logger.warning("task {} timed out on the manager's deadline", task.spec.id)
             given_up.append((task.seq, task, result))
         self._record(given_up)
-        if orphans or overdue or opened:
+        ripe = self.book.ripe(now)  # retries whose backoff is over
+        if orphans or overdue or opened or ripe:
             self.schedule()
         self.watchers.expire()
 
@@ -347,6 +355,10 @@ class TaskService(AdminHooks):
         epoch, limit = self.admin.epoch, self.config.max_message_bytes
         for client, states in pushes.items():  # after the commit: never a result that may vanish
             for data in wire.finished(epoch, states, limit):
+                self.admin.post(client, data)
+        briefs, self._briefs = self._briefs, {}
+        for client, done in briefs.items():
+            for data in wire.finished_brief(epoch, done, limit):
                 self.admin.post(client, data)
 
     def on_close(self) -> None:
@@ -364,21 +376,6 @@ class TaskService(AdminHooks):
     def _open_gate(self, why: str) -> None:
         self._gate_open = True
         logger.info("{} after {:.2f}s; assigning", why, self.admin.clock() - self.admin.started)
-
-    def _release(
-        self, task_id: str, reason: str, given_up: list[tuple[int, Live, TaskResult]]
-    ) -> None:
-        task = self.book.get(task_id)
-        if task is None or task.state != TaskStatus.RUNNING:
-            return  # already finished (e.g. by the deadline): nothing to re-queue
-        result = self.book.release(task_id, time.time(), reason)
-        if result is not None:
-            given_up.append((task.seq, task, result))
-            logger.warning("task {} given up: {}", task_id, reason)
-        else:
-            self.store.requeued(task.seq)
-            self.stats.reruns += 1
-            logger.debug("task {} re-queued: {}", task_id, reason)
 
     def schedule(self) -> None:
         """Assign what can start now; the assignments leave after the batch's commit."""

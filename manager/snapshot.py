@@ -49,7 +49,7 @@ def status_reply(service: TaskService, req: int = 0, worker: str = "") -> Status
             "gaps": admin.gaps.missed,
             "journal_commits": service.store.commits,
             "assignments": service.stats.assignments,
-            "reruns": service.stats.reruns,
+            "reruns": sum(service.stats.reruns.values()),
         }
     )
     counts.update(admin.counters)

@@ -1,11 +1,14 @@
 """What the manager counts for ``status``, ``inspect`` and ``/metrics``: cheap and incremental.
 
-- Per worker id, the final results recorded for attempts it ran, and how
-  many of them failed: in total, seeded from the journal when the manager
-  starts (so a restart loses none), and since it registered (the totals
-  minus a snapshot taken at its registration).
+- Per worker id, the results recorded for attempts it ran (the final ones,
+  those retried after their backoff, and attempts lost with it), and how
+  many of them failed: in total, seeded from the journal's tasks and
+  attempt history when the manager starts (so a restart loses none), and
+  since it registered (the totals minus a snapshot taken at its
+  registration).
 - Each worker's host and pid, as its ``register`` said.
-- Assignments, and re-runs (tasks re-queued after losing their worker).
+- Assignments, and re-runs: tasks queued again after losing their worker
+  (``lost``) or after a failed attempt with retries left (``retry``).
 - The finished count, sampled once a second: the rate over the last minute
   and the throughput history of the status page.
 - Journal commit latency and, once ``durations()`` is called (metrics on),
@@ -21,7 +24,7 @@ import itertools
 import math
 import time
 from bisect import bisect_left
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -92,7 +95,7 @@ class Stats(AdminHooks):
         }
         self.seen: dict[str, Seen] = {}
         self.assignments = 0
-        self.reruns = 0
+        self.reruns: Counter[str] = Counter()  # "lost", "retry"
         #: ``(unix time, finished, finished without success)``, one a second.
         self.samples: deque[tuple[float, int, int]] = deque(maxlen=HISTORY)
         self._sampled_at: deque[float] = deque(maxlen=HISTORY)  # the same, monotonic
@@ -108,8 +111,8 @@ class Stats(AdminHooks):
 
     # ------------------------------------------------------------------ hot path
 
-    def finished(self, done: Sequence[tuple[int, Live, TaskResult]]) -> None:
-        """Final results recorded (one call per batch)."""
+    def recorded(self, done: Sequence[tuple[int, Live, TaskResult]]) -> None:
+        """Results of attempts recorded: final ones (one call per batch), retried or lost."""
         totals = self.totals
         for _, _, result in done:
             wid = result.worker_id

@@ -18,12 +18,17 @@ clients and ``tasks`` queries for fresh results never reach SQLite.
 Every task has an ``owner``: the CURVE key of the client that submitted it
 (``""`` without CURVE).  Reads take an ``owner`` to see only that owner's
 tasks, or ``None`` to see all.
+
+Besides its final result a task has a *history*: the results of its earlier
+attempts — errors that were retried, attempts whose worker was lost, and
+final results an operator's ``retry`` superseded.  ``purge`` forgets
+finished tasks with their history.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -46,6 +51,9 @@ class LiveRow:
     worker: str
     owner: str = ""
     worker_key: str = ""  # the CURVE key of the worker it runs on
+    retried: int = 0  # attempts of this run that were retried (``Live.retried``)
+    base: int = 0  # attempts before the last operator's retry (``Live.base``)
+    not_before: float = 0.0  # unix time its retry backoff ends (0: none)
 
 
 #: Which finished tasks a page wants: ``None`` all; ``(status, True)`` only that
@@ -74,6 +82,22 @@ def final_state(spec: TaskSpec, result: TaskResult) -> TaskState:
 
 #: A final result as stored: ``(seq, spec, result, owner)``.
 Done = tuple[int, TaskSpec, TaskResult, str]
+#: Tasks purged, by ``(status, owner)``.
+Purged = Counter[tuple[str, str]]
+
+
+def purgeable(where: Finished, before: float | None, owner: str | None) -> Callable[[Done], bool]:
+    """Whether a finished task is one ``purge(where, before, owner)`` removes."""
+
+    def wanted(done: Done) -> bool:
+        result = done[2]
+        if where is not None and (result.status == where[0]) != where[1]:
+            return False
+        if before is not None and result.finished >= before:
+            return False
+        return owner is None or done[3] == owner
+
+    return wanted
 
 
 class Store(Protocol):
@@ -91,9 +115,35 @@ class Store(Protocol):
         """``(seq, attempt, worker id, worker key)`` of tasks now running."""
         ...
 
-    def requeued(self, seq: int) -> None: ...
+    def requeued(self, seq: int, lost: TaskResult | None = None) -> None:
+        """The task is queued again; ``lost``, the attempt that lost its worker, joins
+        its history."""
+        ...
+
+    def retrying(self, seq: int, result: TaskResult, retried: int, not_before: float) -> None:
+        """``result`` is retried: it joins the history; the task waits, queued, until
+        ``not_before`` (unix time)."""
+        ...
 
     def finished(self, done: Sequence[Done]) -> None: ...
+
+    def history(self, task_id: str) -> list[TaskResult]:
+        """The results of ``task_id``'s earlier attempts, oldest first (not its final one)."""
+        ...
+
+    def done(self, ids: Sequence[str]) -> dict[str, Done]:
+        """The finished ones of ``ids`` as stored, whoever owns them."""
+        ...
+
+    def reopen(self, rows: Sequence[Done]) -> list[int]:
+        """These finished tasks run again (an operator's retry): each final result joins
+        the history, and each task is queued under a new ``seq`` (returned, in order)."""
+        ...
+
+    def purge(self, where: Finished, before: float | None, owner: str | None) -> Purged:
+        """Forget the finished tasks ``where`` wants (and ``owner``'s, if given) that
+        finished before ``before`` (unix time; ``None``: any time), with their history."""
+        ...
 
     def commit(self) -> None: ...
 
@@ -104,7 +154,8 @@ class Store(Protocol):
     def tally(self) -> dict[str, int]: ...
 
     def worker_tally(self) -> dict[str, tuple[int, int]]:
-        """Final results per worker id: ``(recorded, of them without success)``, as committed."""
+        """Results of attempts per worker id (final and earlier): ``(recorded, of them
+        without success)``, as committed."""
         ...
 
     def owners(self) -> dict[str, int]:
@@ -147,6 +198,19 @@ class RecentResults:
     def __contains__(self, task_id: object) -> bool:
         return task_id in self._done
 
+    def entry(self, task_id: str) -> Done | None:
+        return self._done.get(task_id)
+
+    def pop(self, task_id: str) -> None:
+        self._done.pop(task_id, None)
+
+    def drop(self, wanted: Callable[[Done], bool]) -> list[Done]:
+        """Forget the entries ``wanted`` picks; returns them."""
+        gone = [entry for entry in self._done.values() if wanted(entry)]
+        for entry in gone:
+            del self._done[entry[1].id]
+        return gone
+
     def get(self, task_id: str) -> tuple[TaskState, str] | None:
         """The final state of ``task_id`` and its owner, if it is among the recent."""
         hit = self._done.get(task_id)
@@ -169,6 +233,7 @@ class MemoryStore:
         self.path = ":memory:"
         self.commits = 0
         self.recent = RecentResults(keep)
+        self._history: OrderedDict[str, list[TaskResult]] = OrderedDict()
         self._next = 1
 
     def next_seq(self) -> int:
@@ -185,11 +250,44 @@ class MemoryStore:
     def assigned(self, rows: Iterable[tuple[int, int, str, str]]) -> None:
         pass
 
-    def requeued(self, seq: int) -> None:
-        pass
+    def requeued(self, seq: int, lost: TaskResult | None = None) -> None:
+        if lost is not None:
+            self._remember(lost)
+
+    def retrying(self, seq: int, result: TaskResult, retried: int, not_before: float) -> None:
+        self._remember(result)
+
+    def _remember(self, result: TaskResult) -> None:
+        """Keep an earlier attempt (the histories of the last ``keep`` tasks only)."""
+        self._history.setdefault(result.task_id, []).append(result)
+        self._history.move_to_end(result.task_id)
+        while len(self._history) > self.recent.keep:
+            self._history.popitem(last=False)
 
     def finished(self, done: Sequence[Done]) -> None:
         self.recent.put(done)
+
+    def history(self, task_id: str) -> list[TaskResult]:
+        return list(self._history.get(task_id, ()))
+
+    def done(self, ids: Sequence[str]) -> dict[str, Done]:
+        return {i: hit for i in ids if (hit := self.recent.entry(i)) is not None}
+
+    def reopen(self, rows: Sequence[Done]) -> list[int]:
+        seqs = []
+        for _, spec, result, _ in rows:
+            self.recent.pop(spec.id)
+            self._remember(result)
+            seqs.append(self._next)
+            self._next += 1
+        return seqs
+
+    def purge(self, where: Finished, before: float | None, owner: str | None) -> Purged:
+        purged: Purged = Counter()
+        for _, spec, result, who in self.recent.drop(purgeable(where, before, owner)):
+            self._history.pop(spec.id, None)
+            purged[(str(result.status), who)] += 1
+        return purged
 
     def commit(self) -> None:
         self.commits += 1

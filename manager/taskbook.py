@@ -8,12 +8,17 @@ size.
 
 The book enforces the recording rules: a result counts only when it comes
 from the worker the task is assigned to, for the current attempt; the first
-such result is final and anything after it is a duplicate.
+such result is final and anything after it is a duplicate — unless it is an
+``error`` and the task has ``retries`` left: then the task waits out its
+backoff in a heap ordered by due time (not in a queue; ``ripe`` moves the
+due ones to the front of their queues) and runs again as a new attempt.
 """
 
 from __future__ import annotations
 
 import enum
+import heapq
+import itertools
 from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +33,11 @@ class Outcome(enum.Enum):
     DUPLICATE = "duplicate"  # the task already has its final result
     STALE = "stale"  # not (or no longer) assigned to this sender and attempt
     UNKNOWN = "unknown"  # not a live task (the service tells duplicates from strangers)
+    RETRY = "retry"  # recorded as an attempt; the task runs again after its backoff
+
+
+#: Results the manager retries while the task has ``retries`` left.
+RETRIED = frozenset({ResultStatus.ERROR})
 
 
 @dataclass(slots=True, eq=False)
@@ -40,6 +50,9 @@ class Live:
     deadline: float | None = None
     tried: set[str] | None = None  # workers that lost this task
     owner: str = ""  # the CURVE key of the client that submitted it ("" without CURVE)
+    base: int = 0  # attempts of earlier runs (before an operator's retry)
+    retried: int = 0  # attempts of this run that ended in an error and were retried
+    due: float | None = None  # waiting out a retry backoff until then (clock time); in no queue
 
     def view(self) -> TaskState:
         return TaskState(
@@ -59,7 +72,10 @@ class TaskBook:
         self._live: dict[str, Live] = {}
         self._queues: dict[QueueKey, deque[Live]] = {}
         self._timed: dict[str, Live] = {}  # running tasks that have a deadline
+        self._delayed: list[tuple[float, int, Live]] = []  # (due, tie-breaker, task): a heap
+        self._ties = itertools.count()
         self.queued = 0
+        self.delayed = 0  # tasks waiting out a retry backoff
         self.running = 0
         self.finished: Counter[str] = Counter()  # final results by status, since the start
         self.duplicates = 0
@@ -85,9 +101,12 @@ class TaskBook:
         return task
 
     def restore(self, task: Live) -> None:
-        """Put back a task read from the store: queued, or running on its worker."""
+        """Put back a task read from the store: queued (or waiting out a backoff until
+        ``task.due``), or running on its worker."""
         self._live[task.spec.id] = task
-        if task.state == TaskStatus.QUEUED:
+        if task.state == TaskStatus.QUEUED and task.due is not None:
+            self._delay(task, task.due)
+        elif task.state == TaskStatus.QUEUED:
             self._enqueue(task)
         else:
             self.running += 1
@@ -129,9 +148,8 @@ class TaskBook:
 
     def adopt(self, task: Live, worker_id: str, attempt: int) -> None:
         """A queued task a worker says it already runs (its assignment was not committed)."""
-        queue = self._queues.get((task.spec.kind, task.spec.difficulty))
-        if queue is not None:
-            queue.remove(task)
+        self._unqueue(task)
+        self.queued += 1  # ``start`` counts it out of the queue
         self.start(task, worker_id, 0.0)
         task.attempt = attempt
         task.deadline = None
@@ -139,8 +157,14 @@ class TaskBook:
 
     # ------------------------------------------------------------------ leaving
 
-    def record(self, result: TaskResult, sender: str) -> tuple[Outcome, Live | None]:
-        """Record a worker's result; returns the outcome and, when recorded, the task."""
+    def record(
+        self, result: TaskResult, sender: str, now: float = 0.0
+    ) -> tuple[Outcome, Live | None]:
+        """Record a worker's result; returns the outcome and, when recorded, the task.
+
+        ``RETRY``: the result is an attempt that is retried, ``task.due`` (clock
+        time, from ``now``) is when it runs again.
+        """
         task = self._live.get(result.task_id)
         if task is None:
             return Outcome.UNKNOWN, None
@@ -151,6 +175,11 @@ class TaskBook:
         ):
             self.stale += 1
             return Outcome.STALE, None
+        if result.status in RETRIED and task.retried < task.spec.retries:
+            task.retried += 1
+            self._stop(task)
+            self._delay(task, now + task.spec.backoff(task.retried))
+            return Outcome.RETRY, task
         self._finish(task, result)
         return Outcome.RECORDED, task
 
@@ -160,9 +189,53 @@ class TaskBook:
         if task.state == TaskStatus.RUNNING:
             self.running -= 1
         else:
-            self.queued -= 1
+            self._unqueue(task)
         task.state = TaskStatus.DONE
         self.finished[result.status] += 1
+
+    def _stop(self, task: Live) -> None:
+        """A running task is queued again (the caller puts it in a queue or the heap)."""
+        self.running -= 1
+        task.state = TaskStatus.QUEUED
+        task.worker_id = ""
+        task.deadline = None
+        self._timed.pop(task.spec.id, None)
+
+    def _unqueue(self, task: Live) -> None:
+        """Take a queued task out of its queue, or out of the backoff heap."""
+        if task.due is not None:
+            task.due = None  # its heap entry is now stale: skipped when it comes up
+            self.delayed -= 1
+            return
+        queue = self._queues.get((task.spec.kind, task.spec.difficulty))
+        if queue is not None:
+            queue.remove(task)
+        self.queued -= 1
+
+    def _delay(self, task: Live, due: float) -> None:
+        task.due = due
+        heapq.heappush(self._delayed, (due, next(self._ties), task))
+        self.delayed += 1
+
+    def ripe(self, now: float) -> int:
+        """Queue (at the front) the tasks whose backoff is over; returns how many."""
+        heap, count = self._delayed, 0
+        while heap and heap[0][0] <= now:
+            due, _, task = heapq.heappop(heap)
+            if task.due != due or task.state != TaskStatus.QUEUED:
+                continue  # cancelled meanwhile (or delayed again)
+            task.due = None
+            self.delayed -= 1
+            self._enqueue(task, front=True)
+            count += 1
+        return count
+
+    def reopen(self, spec: TaskSpec, seq: int, owner: str, attempt: int) -> Live:
+        """A finished task runs again (an operator's retry): queued, after ``attempt``."""
+        task = Live(spec=spec, seq=seq, owner=owner, attempt=attempt, base=attempt)
+        self._live[spec.id] = task
+        self._enqueue(task)
+        return task
 
     def give_up(
         self, task: Live, status: ResultStatus, message: str, finished: float
@@ -171,20 +244,7 @@ class TaskBook:
 
         ``finished`` is a unix time, like the times workers report.
         """
-        result = TaskResult(
-            task_id=task.spec.id,
-            attempt=task.attempt,
-            worker="",
-            worker_id=task.worker_id,
-            success=False,
-            status=status,
-            error=ErrorInfo(type=status, message=message),
-            finished=finished,
-        )
-        if task.state == TaskStatus.QUEUED:
-            queue = self._queues.get((task.spec.kind, task.spec.difficulty))
-            if queue is not None:
-                queue.remove(task)
+        result = manager_result(task, status, message, finished)
         self._finish(task, result)
         return result
 
@@ -197,17 +257,14 @@ class TaskBook:
         if task is None or task.state != TaskStatus.RUNNING:
             return None
         limit = task.spec.max_attempts or self.max_attempts
-        if task.attempt >= limit:
-            message = f"{reason} on all {task.attempt} attempts"
+        lost = task.attempt - task.base - task.retried  # attempts of this run that lost a worker
+        if lost >= limit:
+            message = f"{reason} on all {lost} attempts"
             return self.give_up(task, ResultStatus.WORKER_LOST, message, finished)
         if task.tried is None:
             task.tried = set()
         task.tried.add(task.worker_id)
-        self.running -= 1
-        task.state = TaskStatus.QUEUED
-        task.worker_id = ""
-        task.deadline = None
-        self._timed.pop(task_id, None)
+        self._stop(task)
         self._enqueue(task, front=True)
         return None
 
@@ -219,6 +276,22 @@ class TaskBook:
         return {
             TaskStatus.QUEUED: self.queued,
             TaskStatus.RUNNING: self.running,
+            "retrying": self.delayed,
             "duplicates": self.duplicates,
             "stale": self.stale,
         }
+
+
+def manager_result(task: Live, status: ResultStatus, message: str, finished: float) -> TaskResult:
+    """A result the manager writes for ``task``'s current attempt (worker lost, deadline,
+    cancelled); ``finished`` is a unix time."""
+    return TaskResult(
+        task_id=task.spec.id,
+        attempt=task.attempt,
+        worker="",
+        worker_id=task.worker_id,
+        success=False,
+        status=status,
+        error=ErrorInfo(type=status, message=message),
+        finished=finished,
+    )

@@ -20,7 +20,7 @@ class Watchers:
     def __init__(self, clock: Callable[[], float], ttl: float = WATCH_TTL) -> None:
         self._clock = clock
         self.ttl = ttl
-        self._by_task: dict[str, set[bytes]] = {}
+        self._by_task: dict[str, dict[bytes, bool]] = {}  # task -> {client: brief}
         self._by_client: dict[bytes, set[str]] = {}
         self._heard: dict[bytes, float] = {}
         self._keys: dict[bytes, str] = {}  # client -> its CURVE key (when it has one)
@@ -36,20 +36,24 @@ class Watchers:
         if client in self._by_client:
             self._heard[client] = self._clock()
 
-    def watch(self, client: bytes, task_ids: Iterable[str], key: str = "") -> None:
+    def watch(
+        self, client: bytes, task_ids: Iterable[str], key: str = "", brief: bool = False
+    ) -> None:
+        """``client`` waits for ``task_ids``: their full states, or (``brief``) just statuses."""
         mine = self._by_client.setdefault(client, set())
         self._heard[client] = self._clock()
         if key:
             self._keys[client] = key
         for task_id in task_ids:
             mine.add(task_id)
-            self._by_task.setdefault(task_id, set()).add(client)
+            self._by_task.setdefault(task_id, {})[client] = brief
 
-    def finished(self, task_id: str) -> set[bytes]:
-        """The clients waiting for ``task_id`` (now final); they no longer watch it."""
+    def finished(self, task_id: str) -> dict[bytes, bool]:
+        """The clients waiting for ``task_id`` (now final), each with whether it asked for
+        ``brief`` pushes; they no longer watch it."""
         clients = self._by_task.pop(task_id, None)
         if clients is None:
-            return set()
+            return {}
         for client in clients:
             mine = self._by_client.get(client)
             if mine is not None:
@@ -78,6 +82,6 @@ class Watchers:
         for task_id in self._by_client.pop(client, ()):
             clients = self._by_task.get(task_id)
             if clients is not None:
-                clients.discard(client)
+                clients.pop(client, None)
                 if not clients:
                     del self._by_task[task_id]

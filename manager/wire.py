@@ -51,6 +51,22 @@ def finished(epoch: str, states: Sequence[dict[str, Any]], max_bytes: int) -> It
         yield data
 
 
+def finished_brief(epoch: str, done: Sequence[tuple[str, str]], max_bytes: int) -> Iterator[bytes]:
+    """``finished`` pushes of ``(task id, result status)`` pairs only (brief watches)."""
+
+    def wrap(batch: list[tuple[str, str]]) -> dict[str, Any]:
+        return {
+            "type": Finished.TYPE,
+            "epoch": epoch,
+            "tasks": [],
+            "ids": [task_id for task_id, _ in batch],
+            "statuses": [status for _, status in batch],
+        }
+
+    for data, _ in pack_chunks(done, wrap, max_bytes):
+        yield data
+
+
 def result_ack(results: Sequence[TaskResult], max_bytes: int) -> Iterator[bytes]:
     """``result_ack`` for these results (their task id and attempt)."""
     keys = [{"task_id": r.task_id, "attempt": r.attempt} for r in results]

@@ -33,3 +33,11 @@ MAX_TASK_ID: Final = 1024
 #: and most kinds one worker may advertise.
 MAX_NAME: Final = 200
 MAX_KINDS: Final = 1000
+
+#: Most automatic retries a task may ask for (``TaskSpec.retries``), and the longest
+#: wait before one retry (seconds): backoffs double up to this.
+MAX_RETRIES: Final = 100
+MAX_BACKOFF: Final = 3600.0
+
+#: Most task ids one ``cancel`` or ``retry`` may name.
+MAX_ACTION_IDS: Final = 1000

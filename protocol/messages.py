@@ -3,7 +3,8 @@
 A message travels as one msgpack map: ``{"type": TYPE, **fields}``.  Nested
 records (``TaskSpec``, ``Job``, ``TaskResult`` ...: ``protocol.records``) are
 plain maps of their fields.  See PROTOCOL.md for sockets, frames and the
-conversation rules.
+conversation rules.  The operator actions (``cancel``, ``retry``, ``purge``,
+``history`` and the manager's ``withdraw``) are in ``protocol.operations``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from protocol.base import Message as Message  # re-exported: the base of every message
+from protocol.operations import OPERATIONS
 from protocol.records import (
     AgentRef,
     Job,
@@ -20,15 +23,11 @@ from protocol.records import (
     TaskState,
     WorkerInfo,
 )
+from protocol.states import RESULT_STATUSES
+
+_STATUSES = frozenset(str(s) for s in RESULT_STATUSES)
 
 # --------------------------------------------------------------------------- messages
-
-
-class Message:
-    """Base of every wire message; ``TYPE`` is the value of the ``type`` key."""
-
-    __slots__ = ()
-    TYPE: ClassVar[str]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -186,13 +185,15 @@ class Submit(Message):
     """Client → manager: queue these tasks.  Idempotent by task id.
 
     With ``watch`` the manager pushes each of these tasks to the sender in a
-    ``finished`` message once it has its final result (also if it had one).
+    ``finished`` message once it has its final result (also if it had one);
+    with ``brief`` too, only its id and result status.
     """
 
     TYPE: ClassVar[str] = "submit"
     req: int
     tasks: list[TaskSpec]
     watch: bool = False
+    brief: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -261,11 +262,13 @@ class Watch(Message):
     The reply carries the ones already final.  Watches belong to the sending
     socket and lapse after a minute without any message from it; ``ids=[]``
     only keeps them alive.  A new manager instance (``epoch``) knows none.
+    With ``brief`` the pushes carry only ids and result statuses.
     """
 
     TYPE: ClassVar[str] = "watch"
     req: int
     ids: list[str] = field(default_factory=list)
+    brief: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -280,11 +283,23 @@ class WatchReply(Message):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Finished(Message):
-    """Manager → client (unrequested): watched tasks that now have their final result."""
+    """Manager → client (unrequested): watched tasks that now have their final result.
+
+    Full states in ``tasks``; for tasks watched ``brief``, just the ids and
+    their result statuses, in ``ids`` and ``statuses`` (same length, same order).
+    """
 
     TYPE: ClassVar[str] = "finished"
     epoch: str
     tasks: list[TaskState]
+    ids: list[str] = field(default_factory=list)
+    statuses: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if len(self.statuses) != len(self.ids):
+            raise ValueError("ids and statuses must have the same length")
+        if not _STATUSES.issuperset(self.statuses):
+            raise ValueError(f"statuses must be among {', '.join(sorted(_STATUSES))}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -323,4 +338,5 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     WatchReply,
     Finished,
     Error,
+    *OPERATIONS,
 )

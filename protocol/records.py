@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from protocol.constants import MAX_TASK_ID
+from protocol.constants import MAX_BACKOFF, MAX_RETRIES, MAX_TASK_ID
 from protocol.states import RESULT_STATUSES, ResultStatus
 
 _STATUSES = frozenset(str(s) for s in RESULT_STATUSES)  # plain strings: a cheap check
@@ -28,6 +28,8 @@ class TaskSpec:
     payload: Any = None
     timeout: float | None = None
     max_attempts: int | None = None
+    retries: int = 0
+    retry_backoff: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -42,6 +44,15 @@ class TaskSpec:
             raise ValueError("timeout must be a positive number of seconds")
         if self.max_attempts is not None and self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        if not 0 <= self.retries <= MAX_RETRIES:
+            raise ValueError(f"retries must be 0..{MAX_RETRIES}, got {self.retries}")
+        if not 0 <= self.retry_backoff <= MAX_BACKOFF:
+            raise ValueError(f"retry_backoff must be 0..{MAX_BACKOFF:g} seconds")
+
+    def backoff(self, retry: int) -> float:
+        """Seconds to wait before automatic retry number ``retry`` (1, 2, ...): the
+        backoff doubles each time, up to ``MAX_BACKOFF``."""
+        return min(self.retry_backoff * 2.0 ** min(retry - 1, 64), MAX_BACKOFF)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -136,3 +147,12 @@ class TaskState:
     worker: str = ""
     result: TaskResult | None = None
     waiting: str = ""  # queued, and no connected worker can run it: why
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Refusal:
+    """A task id an operator action (``cancel``, ``retry``) did not act on, and why."""
+
+    id: str
+    code: str  # ``unknown`` or ``bad_state``
+    message: str

@@ -27,6 +27,7 @@ class ResultStatus(StrEnum):
     TIMEOUT = "timeout"
     WORKER_LOST = "worker_lost"  # given up after losing its worker max_attempts times
     NO_HANDLER = "no_handler"
+    CANCELLED = "cancelled"  # an operator cancelled the task (written by the manager)
 
 
 class AgentState(StrEnum):

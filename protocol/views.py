@@ -1,9 +1,11 @@
 """The JSON of every ``--json`` and of the manager's status page: one shape per object.
 
-Four objects — a task (with its result), a worker, the status, a submission
-— each described by a JSON Schema in ``taskmesh/schemas/`` that the tests
-validate every command's output against.  Times are ISO 8601 in UTC, bytes
-are hex, and no wire-only field (``req``, ``type``) appears.  These are the
+Seven objects — a task (with its result), a worker, the status, a
+submission, what an action did (``cancel``, ``retry``), a purge, and a
+task's attempt history — each described by a JSON Schema in
+``taskmesh/schemas/`` that the tests validate every command's output
+against.  Times are ISO 8601 in UTC, bytes are hex, and no wire-only field
+(``req``, ``type``) appears.  These are the
 records' form for people and scripts, not the wire: they live beside the
 records so that the CLI (``taskmesh``) and the manager's HTTP status page
 (``manager.httpd``) print the same documents.
@@ -16,7 +18,15 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from protocol import ErrorInfo, StatusReply, TaskResult, TaskState, WorkerInfo
+from protocol import (
+    ActionReply,
+    ErrorInfo,
+    HistoryReply,
+    StatusReply,
+    TaskResult,
+    TaskState,
+    WorkerInfo,
+)
 
 
 def iso(unix: float) -> str | None:
@@ -146,6 +156,28 @@ def submission_view(
     if pending is not None:
         out["pending"] = list(pending)
     return out
+
+
+def action_view(reply: ActionReply) -> dict[str, Any]:
+    """What ``cancel`` or ``retry`` did: the tasks acted on as they stand now, and why
+    the others were refused."""
+    return {
+        "acted": [{"id": s.id, "state": str(s.state), "attempt": s.attempt} for s in reply.acted],
+        "refused": [{"id": r.id, "code": r.code, "message": r.message} for r in reply.refused],
+    }
+
+
+def purge_view(purged: int, state: str, older_than: float) -> dict[str, Any]:
+    return {"purged": purged, "state": state, "older_than": older_than}
+
+
+def history_view(reply: HistoryReply) -> dict[str, Any]:
+    """A task and every recorded attempt's result, oldest first, the final one last."""
+    return {
+        "task": task_view(reply.task),
+        "attempts": [result_view(r) for r in reply.attempts],
+        "omitted": reply.omitted,
+    }
 
 
 def dumps(value: Any) -> str:

@@ -6,6 +6,7 @@ or the worker.  The command (``taskmesh.cli``), the demo and the process
 helpers sit on top of every other package and are imported only when used.
 """
 
-from taskmesh.client import Client, ManagerError, ManagerUnavailable, WaitTimeout
+from taskmesh.client import Client
+from taskmesh.errors import ManagerError, ManagerUnavailable, WaitTimeout
 
 __all__ = ["Client", "ManagerError", "ManagerUnavailable", "WaitTimeout"]

@@ -8,7 +8,6 @@ that does the work.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sys
 from collections.abc import Awaitable
 from pathlib import Path
@@ -22,14 +21,16 @@ from runtime.keys import KeyFileError, curve_client, generate
 from runtime.logs import configure_logging
 from runtime.settings import from_cli, options
 from taskmesh.bench.cli import bench_command
-from taskmesh.client import Client, ManagerError, ManagerUnavailable, WaitTimeout
+from taskmesh.client import Client
 from taskmesh.config import ClientConfig, DemoConfig, settings_table
+from taskmesh.errors import ManagerError, ManagerUnavailable, WaitTimeout
+from taskmesh.observe import inspect_command, status_command
+from taskmesh.operate import cancel_command, history_command, purge_command, retry_command
 from taskmesh.progress import Progress
 from taskmesh.report import results_csv, results_table
-from taskmesh.statustext import inspect_text, status_text
 from taskmesh.taskfile import TaskFileError, read_tasks
-from taskmesh.views import dumps, status_view, submission_view, task_view, worker_view
-from taskmesh.watching import NoSuchWorker, one_worker, watch_status
+from taskmesh.views import dumps, submission_view, task_view
+from taskmesh.watching import NoSuchWorker
 from worker.cli import worker_command
 
 T = TypeVar("T")
@@ -51,6 +52,15 @@ def main() -> None:
 main.add_command(manager_command)
 main.add_command(worker_command)
 main.add_command(bench_command)
+for _command in (
+    cancel_command,
+    retry_command,
+    purge_command,
+    history_command,
+    status_command,
+    inspect_command,
+):
+    main.add_command(_command)
 
 
 def _client_config(values: dict[str, Any]) -> ClientConfig:
@@ -92,7 +102,8 @@ class Refused(click.ClickException):
 #: What ``submit --wait`` (and every client command) exits with.
 EXIT_CODES = {
     0: "every task succeeded (or, without --wait, the tasks were accepted)",
-    1: "some task ended without success (failed, error, timeout, worker_lost ...)",
+    1: "some task ended without success (failed, error, timeout, worker_lost, cancelled ...); "
+    "cancel, retry: some id was refused",
     2: "bad arguments or task file (usage)",
     3: "gave up waiting (--timeout): the results so far and the pending ids are printed",
     4: "the manager refused or did not answer",
@@ -166,87 +177,11 @@ def _show_results(
         click.echo(f"pending: {', '.join(pending[:50])}" + (" ..." if len(pending) > 50 else ""))
 
 
-@main.command("status", short_help="Show tasks, workers, and why tasks wait.")
-@json_flag
-@click.option(
-    "--check",
-    is_flag=True,
-    help="Health check: print one line; exit 1 unless the manager answers with "
-    "--min-workers workers connected.",
-)
-@click.option(
-    "--min-workers",
-    type=click.IntRange(0),
-    default=1,
-    show_default=True,
-    help="Connected workers --check requires.",
-)
-@click.option("--verbose", "-v", is_flag=True, help="Also show the protocol counters.")
-@click.option("--watch", "-w", is_flag=True, help="Refresh until Ctrl-C (in place on a terminal).")
-@click.option(
-    "--interval",
-    type=click.FloatRange(0.1),
-    default=2.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="Seconds between refreshes with --watch.",
-)
-@options(ClientConfig)
-def status_command(
-    as_json: bool,
-    check: bool,
-    min_workers: int,
-    verbose: bool,
-    watch: bool,
-    interval: float,
-    **values: Any,
-) -> None:
-    """Show the manager's tasks (by state, success rate, rate) and workers."""
-    cfg = _client_config(values)
-
-    async def go() -> None:
-        async with _connect(cfg) as client:
-            if watch and not check:
-                await watch_status(client, as_json, verbose, interval)
-                return
-            reply = await client.status()
-        if check:
-            connected = sum(1 for w in reply.workers if w.state == "connected")
-            click.echo(f"manager {reply.manager_id}: {connected} worker(s) connected")
-            if connected < min_workers:
-                raise click.ClickException(f"fewer than {min_workers} worker(s) connected")
-            return
-        click.echo(dumps(status_view(reply)) if as_json else status_text(reply, verbose))
-
-    with contextlib.suppress(KeyboardInterrupt):
-        _run(go())
-
-
-@main.command("inspect", short_help="Show one worker in detail.")
-@click.argument("worker")
-@json_flag
-@options(ClientConfig)
-def inspect_command(worker: str, as_json: bool, **values: Any) -> None:
-    """Show one worker (WORKER: its id or its name) in detail, with the tasks it runs."""
-    cfg = _client_config(values)
-
-    async def go() -> None:
-        async with _connect(cfg) as client:
-            info = one_worker(await client.status(worker), worker)
-            if as_json:  # the worker object, as in 'status --json' (with every running id)
-                click.echo(dumps(worker_view(info)))
-                return
-            running = await client.tasks(info.tasks[:100]) if info.tasks else []
-        click.echo(inspect_text(info, running))
-
-    _run(go())
-
-
 @main.command("results", short_help="Show tasks and their results.")
 @click.argument("ids", nargs=-1)
 @click.option(
     "--state",
-    type=click.Choice(sorted(str(s) for s in TASK_FILTERS if s)),
+    type=click.Choice(sorted(str(s) for s in TASK_FILTERS if s)),  # values, not enum names
     default=None,
     help="Only tasks in this state, or with this result ('failed': done without success).",
 )

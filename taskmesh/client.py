@@ -32,6 +32,7 @@ from protocol import (
     Finished,
     Message,
     ProtocolError,
+    ResultStatus,
     StatusReply,
     StatusRequest,
     Submit,
@@ -49,6 +50,8 @@ from protocol.codec import batches_by_size
 from runtime.handshake import HandshakeWatch
 from runtime.keys import CurveClient
 from runtime.sockets import configure, liveness_options, tcp
+from taskmesh.errors import ManagerError, ManagerUnavailable, WaitTimeout
+from taskmesh.operations import Operations
 
 R = TypeVar("R", bound=Message)
 
@@ -62,31 +65,13 @@ KEEPALIVE = 5.0
 
 #: ``progress(done, failed, total)``: tasks final so far, how many of them did not succeed.
 ProgressFn = Callable[[int, int, int], Any]
+#: Where ``_await_final`` hands each final task: its full state, or only its status (brief).
+Sink = Callable[[str, "TaskState | str"], Any]
 
 
-class ManagerUnavailable(ConnectionError):
-    """No reply from the manager in time."""
-
-
-class WaitTimeout(TimeoutError):
-    """``wait`` gave up: ``done`` holds the final states it has, ``pending`` the other ids."""
-
-    def __init__(self, message: str, done: list[TaskState], pending: list[str]) -> None:
-        super().__init__(message)
-        self.done = done
-        self.pending = pending
-
-
-class ManagerError(RuntimeError):
-    """The manager refused a request; ``code`` says why."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-
-
-class Client:
-    """``async with Client(host, port) as c: await c.submit([...])``."""
+class Client(Operations):
+    """``async with Client(host, port) as c: await c.submit([...])``; the operator
+    actions (``cancel``, ``retry``, ``purge``, ``history``): ``taskmesh.operations``."""
 
     def __init__(
         self,
@@ -116,7 +101,8 @@ class Client:
         self._handshake = HandshakeWatch(self._sock, curve is not None, self._refused)
         self._sock.connect(self.endpoint)
         self._replies: dict[int, asyncio.Future[Message]] = {}
-        self._finished: dict[str, TaskState] = {}  # pushed, not yet handed to a waiter
+        # pushed, not yet handed to a waiter: full states, or result statuses (brief)
+        self._finished: dict[str, TaskState | str] = {}
         self._watched: dict[str, str] = {}  # task id -> epoch of the manager watching it
         self._arrived = asyncio.Event()
         self._receiver: asyncio.Task[None] | None = None
@@ -181,6 +167,7 @@ class Client:
                 self.epoch = reply.epoch
                 for state in reply.tasks:
                     self._finished[state.id] = state
+                self._finished.update(zip(reply.ids, reply.statuses, strict=True))
                 self._arrived.set()
                 continue
             req = getattr(reply, "req", 0)
@@ -197,11 +184,14 @@ class Client:
 
     # ------------------------------------------------------------------ API
 
-    async def submit(self, tasks: Sequence[TaskSpec], *, watch: bool = False) -> SubmitReply:
+    async def submit(
+        self, tasks: Sequence[TaskSpec], *, watch: bool = False, brief: bool = False
+    ) -> SubmitReply:
         """Submit tasks in batches (several in flight); the reply lists new ids and known ones.
 
         With ``watch`` the manager pushes each task's final result to this
-        client, for ``wait`` to collect.
+        client, for ``wait`` to collect; with ``brief`` too, only its status
+        (what ``count`` needs: far less to encode and decode on big runs).
         """
         batches = [
             chunk[start : start + SUBMIT_BATCH]
@@ -212,7 +202,7 @@ class Client:
 
         async def one(part: list[TaskSpec]) -> SubmitReply:
             async with window:
-                msg = Submit(req=next(self._req), tasks=part, watch=watch)
+                msg = Submit(req=next(self._req), tasks=part, watch=watch, brief=brief)
                 return await self.request(msg, SubmitReply)
 
         replies = await asyncio.gather(*(one(b) for b in batches))
@@ -283,14 +273,22 @@ class Client:
         after ``timeout`` seconds, ``ManagerError`` (code ``unknown``) for ids
         the manager does not know.
         """
-        states: dict[str, TaskState] = {}
+        states: dict[str, TaskState | str] = {}
         try:
             await self._await_final(ids, timeout, progress, states.__setitem__)
         except TimeoutError as exc:
-            done = [states[i] for i in ids if i in states]
-            pending = [i for i in ids if i not in states]
+            full = await self._full(states)
+            done = [full[i] for i in ids if i in full]
+            pending = [i for i in ids if i not in full]
             raise WaitTimeout(str(exc), done, pending) from None
-        return [states[i] for i in ids]
+        full = await self._full(states)
+        return [full[i] for i in ids]
+
+    async def _full(self, states: dict[str, TaskState | str]) -> dict[str, TaskState]:
+        """Full states where only a status was pushed (the ids were also watched ``brief``)."""
+        brief = [task_id for task_id, state in states.items() if isinstance(state, str)]
+        read = {state.id: state for state in await self.tasks(brief)} if brief else {}
+        return {i: read[i] if isinstance(s, str) else s for i, s in states.items()}
 
     async def count(
         self,
@@ -301,10 +299,10 @@ class Client:
         """``wait`` that keeps only how many tasks ended with each status (big runs)."""
         tally: Counter[str] = Counter()
 
-        def keep(task_id: str, state: TaskState) -> None:
-            tally[state.result.status if state.result is not None else state.state] += 1
+        def keep(task_id: str, state: TaskState | str) -> None:
+            tally[_status(state)] += 1
 
-        await self._await_final(ids, timeout, progress, keep)
+        await self._await_final(ids, timeout, progress, keep, brief=True)
         return tally
 
     async def _await_final(
@@ -312,16 +310,18 @@ class Client:
         ids: Sequence[str],
         timeout: float | None,
         progress: ProgressFn | None,
-        sink: Callable[[str, TaskState], Any],
+        sink: Sink,
+        brief: bool = False,
     ) -> None:
+        """Hand each of ``ids`` to ``sink`` once final; watches are ``brief`` (statuses) or not."""
         deadline = None if timeout is None else time.monotonic() + timeout
         pending = set(ids)
         total = len(pending)
         failed = 0
 
-        def take(task_id: str, state: TaskState) -> None:
+        def take(task_id: str, state: TaskState | str) -> None:
             nonlocal failed
-            if state.result is None or not state.result.success:
+            if _status(state) != ResultStatus.SUCCEEDED:
                 failed += 1
             sink(task_id, state)
 
@@ -338,7 +338,7 @@ class Client:
             try:
                 unwatched = [i for i in pending if self._watched.get(i) != self.epoch]
                 if unwatched or not self.epoch:
-                    await self._watch(unwatched or [], pending, take)
+                    await self._watch(unwatched or [], pending, take, brief)
                     last_keepalive = now
                 elif now - last_keepalive >= KEEPALIVE:
                     reply = await self.request(Watch(req=next(self._req)), WatchReply)
@@ -356,9 +356,7 @@ class Client:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), max(0.0, left))
 
-    def _check_watches(
-        self, reply: WatchReply, pending: set[str], sink: Callable[[str, TaskState], Any]
-    ) -> None:
+    def _check_watches(self, reply: WatchReply, pending: set[str], sink: Sink) -> None:
         """Fewer ids watched than still pending: a push was dropped (this client did not
         read fast enough), so the next pass watches them again and gets what is final."""
         self._collect(pending, sink)
@@ -366,7 +364,7 @@ class Client:
             for task_id in pending:
                 self._watched.pop(task_id, None)
 
-    def _collect(self, pending: set[str], sink: Callable[[str, TaskState], Any]) -> None:
+    def _collect(self, pending: set[str], sink: Sink) -> None:
         """Hand the pushed states of ``pending`` tasks to ``sink`` (others stay for others)."""
         mine = [i for i in self._finished if i in pending]
         for task_id in mine:
@@ -374,12 +372,11 @@ class Client:
             pending.discard(task_id)
             self._watched.pop(task_id, None)
 
-    async def _watch(
-        self, ids: list[str], pending: set[str], sink: Callable[[str, TaskState], Any]
-    ) -> None:
+    async def _watch(self, ids: list[str], pending: set[str], sink: Sink, brief: bool) -> None:
         """Watch ``ids`` with the manager (``[]``: learn its epoch); collect those already final."""
         for chunk in _chunks(sorted(ids), WATCH_BATCH) if ids else [[]]:
-            reply = await self.request(Watch(req=next(self._req), ids=chunk), WatchReply)
+            msg = Watch(req=next(self._req), ids=chunk, brief=brief)
+            reply = await self.request(msg, WatchReply)
             self.epoch = reply.epoch
             for task_id in chunk:
                 self._watched[task_id] = reply.epoch
@@ -390,6 +387,13 @@ class Client:
                     "unknown", f"the manager does not know task(s) {', '.join(reply.unknown[:10])}"
                 )
         self._collect(pending, sink)
+
+
+def _status(state: TaskState | str) -> str:
+    """A final task's result status (what a brief push carries)."""
+    if isinstance(state, str):
+        return state
+    return state.result.status if state.result is not None else state.state
 
 
 def _chunks(items: list[str], size: int) -> Iterable[list[str]]:

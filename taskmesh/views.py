@@ -2,9 +2,12 @@
 
 from protocol.views import (
     TASK_COUNTS,
+    action_view,
     dumps,
     error_view,
+    history_view,
     iso,
+    purge_view,
     result_view,
     status_view,
     submission_view,
@@ -15,9 +18,12 @@ from protocol.views import (
 
 __all__ = [
     "TASK_COUNTS",
+    "action_view",
     "dumps",
     "error_view",
+    "history_view",
     "iso",
+    "purge_view",
     "result_view",
     "status_view",
     "submission_view",

@@ -11,27 +11,35 @@ import pytest
 
 import protocol
 from protocol import (
+    ActionReply,
     AgentRef,
     Assign,
     Broadcast,
     Bye,
+    CancelRequest,
     Direct,
     Drain,
     Error,
     ErrorInfo,
     Finished,
     Heartbeat,
+    HistoryReply,
+    HistoryRequest,
     Job,
     Joined,
     Left,
     Message,
     Probe,
     ProtocolError,
+    PurgeReply,
+    PurgeRequest,
     Ready,
+    Refusal,
     Register,
     ResultAck,
     ResultKey,
     Results,
+    RetryRequest,
     Roster,
     StatusReply,
     StatusRequest,
@@ -45,6 +53,7 @@ from protocol import (
     Watch,
     WatchReply,
     Welcome,
+    Withdraw,
     WorkerInfo,
 )
 
@@ -58,6 +67,8 @@ SPEC = TaskSpec(
     payload={"frame": 7, "scale": 0.5, "tags": ["a", "b"], "blob": b"\x00\xff", "none": None},
     timeout=30.0,
     max_attempts=2,
+    retries=3,
+    retry_backoff=0.25,
 )
 RESULT = TaskResult(
     task_id="task-7",
@@ -149,6 +160,18 @@ SAMPLES: list[Message] = [
     WatchReply(req=8, epoch="e-1", done=[STATE], unknown=["t-9"], watching=1),
     Finished(epoch="e-1", tasks=[STATE]),
     Error(code="unknown_type", message="unknown message type 'x'", req=6),
+    CancelRequest(req=9, ids=["task-7", "t-2"]),
+    RetryRequest(req=10, ids=["task-7"]),
+    ActionReply(
+        req=9,
+        acted=[TaskState(id="task-7", state="done", attempt=2)],
+        refused=[Refusal(id="t-2", code="unknown", message="no task 't-2'")],
+    ),
+    PurgeRequest(req=11, state="failed", older_than=86400.0),
+    PurgeReply(req=11, purged=3),
+    HistoryRequest(req=12, id="task-7"),
+    HistoryReply(req=12, task=TaskState(id="task-7", state="done", attempt=2), attempts=[RESULT]),
+    Withdraw(epoch="e-1", keys=[ResultKey(task_id="task-7", attempt=2)]),
 ]
 
 
@@ -369,6 +392,13 @@ MALFORMED: list[tuple[str, bytes]] = [
     ("bytes-id", submit_task(id=b"t-1")),
     ("float-difficulty", submit_task(difficulty=3.0)),
     ("bool-difficulty", submit_task(difficulty=True)),
+    # brief finished pushes: parallel lists of ids and known result statuses
+    ("brief-lengths-differ", pk({"type": "finished", "epoch": "e", "tasks": [], "ids": ["a"]})),
+    (
+        "brief-unknown-status",
+        pk({"type": "finished", "epoch": "e", "tasks": [], "ids": ["a"], "statuses": ["ok"]}),
+    ),
+    ("brief-flag-not-bool", pk({"type": "watch", "req": 1, "ids": [], "brief": 1})),
 ]
 
 

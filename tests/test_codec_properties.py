@@ -25,10 +25,13 @@ from hypothesis import strategies as st
 
 import protocol
 from protocol import (
+    MAX_BACKOFF,
     MAX_MESSAGE_BYTES,
+    MAX_RETRIES,
     MESSAGE_TYPES,
     RESULT_STATUSES,
     Broadcast,
+    Finished,
     Message,
     ProtocolError,
     TaskResult,
@@ -81,6 +84,8 @@ def _task_spec(draw: Callable[[Strategy], Any], kw: dict[str, Any]) -> dict[str,
     kw["kind"] = draw(st.text(min_size=1, max_size=12))
     kw["timeout"] = draw(st.none() | st.floats(0, exclude_min=True, allow_infinity=False))
     kw["max_attempts"] = draw(st.none() | st.integers(1, UINT64_MAX))
+    kw["retries"] = draw(st.integers(0, MAX_RETRIES))
+    kw["retry_backoff"] = draw(st.floats(0, MAX_BACKOFF))
     return kw
 
 
@@ -91,10 +96,18 @@ def _task_result(draw: Callable[[Strategy], Any], kw: dict[str, Any]) -> dict[st
     return kw
 
 
+def _finished(draw: Callable[[Strategy], Any], kw: dict[str, Any]) -> dict[str, Any]:
+    kw["ids"] = draw(st.lists(texts, max_size=3))
+    statuses = st.sampled_from(sorted(RESULT_STATUSES))
+    kw["statuses"] = [draw(statuses) for _ in kw["ids"]]
+    return kw
+
+
 #: The ``__post_init__`` rules of the wire records, as redraws of the fields they constrain.
 RULES: dict[type, Callable[[Callable[[Strategy], Any], dict[str, Any]], dict[str, Any]]] = {
     TaskSpec: _task_spec,
     TaskResult: _task_result,
+    Finished: _finished,
 }
 
 
@@ -257,7 +270,8 @@ def test_message_shaped_maps_decode_to_a_message_or_protocol_error() -> None:
         outcomes["unpacker" if str(err.value).startswith(UNPACKER_ERRORS) else "schema"] += 1
 
     check()
-    assert outcomes["decoded"] >= 50, outcomes
+    # About a quarter decode (TaskSpec's constrained fields refuse many maps that carry one).
+    assert outcomes["decoded"] >= 40, outcomes
     assert outcomes["schema"] >= 50, outcomes
 
 

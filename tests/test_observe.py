@@ -136,7 +136,8 @@ def test_metrics_and_the_status_page_count_the_run(cluster: Cluster, busy: objec
     assert sample(got, "taskmesh_tasks", state="queued") == 1
     assert sample(got, "taskmesh_tasks", state="running") == 1
     assert sample(got, "taskmesh_assignments_total") == 9
-    assert sample(got, "taskmesh_reruns_total") == 0
+    for why in ("lost", "retry", "operator"):
+        assert sample(got, "taskmesh_reruns_total", why=why) == 0
     assert sample(got, "taskmesh_cancellations_total") == 0
     assert sample(got, "taskmesh_workers", state="connected") == 1
     assert sample(got, "taskmesh_queue_depth", kind="simulate") == 1

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 
 from protocol import TaskSpec
+from taskmesh.procs import Proc
 from tests.conftest import Cluster
 from tests.helpers.ops import (
     HANDLERS,
@@ -207,3 +209,21 @@ def test_a_process_pool_reuses_warm_processes(cluster: Cluster) -> None:
     pids = {s.result.output["pid"] for s in states if s.result is not None}
     assert len(pids) == 1  # one warm process ran all three
     assert w.pid not in pids
+
+
+def test_every_worker_hears_the_managers_bye_on_each_sigterm(cluster: Cluster) -> None:
+    """PROTOCOL.md §9.8: a stopping manager says ``bye`` to every connected worker
+    (it once lost about 1 in 5 when its sockets closed before the message left)."""
+    mgr = cluster.manager()
+    workers = [cluster.worker(f"w{i}", 5) for i in range(3)]
+    for stop in range(1, 6):
+        wait_until(connected(cluster, 3), what="3 workers connected")
+        mgr.signal(signal.SIGTERM)
+        assert mgr.popen.wait(10) == 0
+        for w in workers:  # told at once, not after a silent liveness window
+            wait_until(told(w, stop), timeout=5, what=f"{w.name} told goodbye by stop {stop}")
+        mgr = cluster.manager()
+
+
+def told(worker: Proc, times: int) -> Callable[[], bool]:
+    return lambda: worker.log(50_000).count("manager said goodbye") >= times

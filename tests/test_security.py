@@ -21,7 +21,8 @@ import zmq
 
 from protocol import PROTOCOL_VERSION, TaskSpec, TasksReply, TasksRequest
 from runtime.keys import CurveClient, KeyPair, generate, load_public, load_secret
-from taskmesh.client import Client, ManagerError, ManagerUnavailable
+from taskmesh.client import Client
+from taskmesh.errors import ManagerError, ManagerUnavailable
 from tests.conftest import Cluster
 from tests.helpers.ops import connected, status, submit, wait_done, wait_until
 

@@ -32,6 +32,7 @@ from protocol import (
     TaskState,
 )
 from tests.helpers.fakes import ManagerHarness, worker_with_fakes
+from tests.test_actions_machine import outcome, report, retry
 from tests.test_manager_machine import CLIENT, final, result, submit
 from worker.patience import Patience
 
@@ -216,3 +217,34 @@ def test_a_worker_without_a_manager_says_it_still_waits_less_and_less_often() ->
         assert len(lines) == 1  # waiting again starts again at 5 s
     finally:
         logger.remove(sink)
+
+
+def test_every_attempt_counts_for_its_worker_across_restarts(db: Path) -> None:
+    """A retried error, an attempt lost with its worker and a result an operator's retry
+    superseded all stay counted for the worker that ran them, also after a restart."""
+    mgr = ManagerHarness(db)
+    mgr.join("w1", skill=5, capacity=10)
+    submit(mgr, TaskSpec(id="a", retries=1, retry_backoff=0.0))
+    report(mgr, "w1", outcome("a", "w1", 1, "error"))  # retried
+    mgr.tick()
+    report(mgr, "w1", outcome("a", "w1", 2))  # final
+    submit(mgr, TaskSpec(id="b"), req=2)
+    mgr.tick(mgr.admin.config.window * 2 + 0.5)  # w1 silent: lost with b, b re-queued
+    mgr.join("w2", skill=5)
+    report(mgr, "w2", outcome("b", "w2", 2))
+    retry(mgr, "b")  # b's final result joins its history; it runs again on w2
+    report(mgr, "w2", outcome("b", "w2", 3, "error"))
+    got = {w.id: (w.total_completed, w.total_failed) for w in status(mgr).workers}
+    assert got == {"w2": (2, 1)}
+    assert status(mgr).counts["reruns"] == 2  # a's retry, b lost with w1
+    mgr.close()
+    again = ManagerHarness(db)
+    try:
+        again.join("w1", skill=5)
+        again.join("w2", skill=5)
+        got = {
+            w.id: (w.total_completed, w.total_failed, w.completed) for w in status(again).workers
+        }
+        assert got == {"w1": (3, 2, 0), "w2": (2, 1, 0)}  # w1: a error, a ok, b lost
+    finally:
+        again.close()

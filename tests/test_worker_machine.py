@@ -30,9 +30,10 @@ from protocol import (
 )
 from tests.helpers.fakes import FakeClock, FakeLink, worker_with_fakes
 from worker import TaskContext
-from worker.agent import Session, Worker
+from worker.agent import Worker
 from worker.handlers import HandlerError, Handlers
 from worker.runner import TaskRunner
+from worker.session import Session
 
 EPOCH = "e1"
 GATES: dict[str, asyncio.Event] = {}

@@ -5,16 +5,18 @@ May import ``protocol`` and ``runtime``; never ``manager`` or ``taskmesh``.
 make the taskmesh worker (``Worker`` + ``TaskRunner`` + ``Handlers``).
 """
 
-from worker.agent import Worker, WorkerRefused
+from worker.agent import Worker
 from worker.config import WorkerConfig
 from worker.handlers import Handlers
 from worker.hooks import WorkerHooks
 from worker.runner import TaskRunner
 from worker.server import build, serve
-from worker.task import TaskContext, TaskFailed
+from worker.session import WorkerRefused
+from worker.task import Retry, TaskContext, TaskFailed
 
 __all__ = [
     "Handlers",
+    "Retry",
     "TaskContext",
     "TaskFailed",
     "TaskRunner",

@@ -17,7 +17,6 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from enum import StrEnum
 from typing import Any
 
 from loguru import logger
@@ -48,29 +47,17 @@ from worker.config import WorkerConfig
 from worker.hooks import Handler, WorkerHooks
 from worker.link import Link, ManagerLink
 from worker.patience import Patience
-
-
-class Session(StrEnum):
-    """Where a worker stands with its manager."""
-
-    OFFLINE = "offline"  # no manager: registering
-    PROBING = "probing"  # welcomed; waiting for the probe on SUB
-    CONNECTED = "connected"
-
-
-FATAL_ERRORS = {"version", "workspace", "identity", "registration", "forbidden"}
-#: Seconds between two log lines about a refused registration that is retried.
-REFUSAL_LOG_EVERY = 10.0
-#: Liveness windows in PROBING without a probe before the worker registers again.
-PROBE_WINDOWS = 2
-
+from worker.session import (
+    FATAL_ERRORS,
+    REFUSAL_LOG_EVERY,
+    Session,
+    SubStep,
+    SubWatch,
+    WorkerRefused,
+)
 
 #: This host's name, as ``register`` tells the manager (``status`` and ``inspect`` show it).
 HOST = socket.gethostname()
-
-
-class WorkerRefused(RuntimeError):
-    """The manager refused this worker for good (protocol version, workspace, identity)."""
 
 
 class Worker(AgentBase):
@@ -130,8 +117,7 @@ class Worker(AgentBase):
         self._heard = clock()
         self._last_register = -float("inf")
         self._last_beat = -float("inf")
-        self._probing_since = 0.0
-        self._sub_heard = self._sub_renewed = clock()
+        self._sub = SubWatch(clock())
         self._refused: WorkerRefused | None = None
         self.patience = Patience(cfg.name, f"{cfg.host}:{cfg.port}")
         self._refusal_logged = -float("inf")
@@ -279,52 +265,20 @@ class Worker(AgentBase):
             logger.trace("{}: heartbeat {}", self.name, "sent" if sent else "not sent")
 
     def _sub_silent(self, now: float) -> bool:
-        """Renew a SUB that hears nothing; register again if that is not enough (``True``).
-
-        Connected, a SUB that heard none of the manager's heartbeats on PUB
-        for the window is presumed dead: broadcasts were missed.  Probing, a
-        SUB that brought no probe for a window is renewed, and after
-        ``PROBE_WINDOWS`` windows the worker registers again (the manager may
-        be probing nobody: it took a ``ready`` for an earlier registration).
-        """
+        """Renew a SUB that hears nothing; register again if that is not enough (``True``)."""
         window = self.interval * self.liveness
-        if self.session == Session.CONNECTED:
-            if now - self._sub_heard <= window:
-                return False
-            logger.warning(
-                "{}: no heartbeat from the manager on {} for {:.1f}s; "
-                "renewing the SUB and registering again",
-                self.name,
-                self.link.sub_endpoint,
-                now - self._sub_heard,
-            )
-            self._go_offline()  # the manager probes the new SUB; we keep our tasks
+        step = self._sub.step(self.session, now, window, self.name, self.link.sub_endpoint)
+        if step is SubStep.REGISTER:
+            self._go_offline()
             self._renew_sub(now)
             return True
-        if self.session == Session.PROBING:
-            if now - self._probing_since > PROBE_WINDOWS * window:
-                logger.warning(
-                    "{}: no probe from the manager on {} for {:.1f}s (a fresh SUB every {:.1f}s); "
-                    "registering again. If this repeats: is that PUB address and port reachable "
-                    "from here?",
-                    self.name,
-                    self.link.sub_endpoint,
-                    now - self._probing_since,
-                    window,
-                )
-                self._go_offline()
-                self._renew_sub(now)
-                return True
-            if now - self._sub_renewed > window:
-                logger.debug(
-                    "{}: no probe on {} yet; renewing the SUB", self.name, self.link.sub_endpoint
-                )
-                self._renew_sub(now)
+        if step is SubStep.RENEW:
+            self._renew_sub(now)
         return False
 
     def _renew_sub(self, now: float) -> None:
         self.link.renew_sub()
-        self._sub_heard = self._sub_renewed = now
+        self._sub.renew(now)
 
     async def _user_loop(self, inputs: bytes) -> None:
         await self._connected.wait()
@@ -382,13 +336,13 @@ class Worker(AgentBase):
         self.link.set_heartbeat(self.interval, self.liveness)
         self.link.connect_sub(reachable(msg.pub_endpoint, self.config.host))
         self.session = Session.PROBING
-        self._probing_since = self._sub_heard = self._sub_renewed = self.clock()
+        self._sub.probing(self.clock())
         if restarted:
             logger.info("{}: manager restarted (epoch {})", self.name, msg.epoch)
 
     def handle_published(self, msg: Message) -> None:
         """Handle one message from the manager's PUB (each one proves the SUB works)."""
-        self._sub_heard = self.clock()  # a heartbeat on PUB is only that
+        self._sub.heard = self.clock()  # a heartbeat on PUB is only that
         if isinstance(msg, Probe):
             if msg.agent_id == self.id and msg.epoch == self.epoch:
                 self._on_probe()

@@ -10,9 +10,9 @@ import click
 from runtime.keys import KeyFileError
 from runtime.logs import configure_logging
 from runtime.settings import from_cli, options
-from worker.agent import WorkerRefused
 from worker.config import WorkerConfig
 from worker.handlers import HandlerError, load_handlers
+from worker.session import WorkerRefused
 
 
 @click.command("worker", short_help="Run a worker (runs the tasks the manager assigns).")

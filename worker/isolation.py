@@ -20,7 +20,7 @@ from typing import Any
 
 from protocol import TRACEBACK_LIMIT, ProtocolError, TaskSpec, build
 from protocol.codec import pack, plain, unpack
-from worker.task import HandlerFn, TaskContext, TaskFailed
+from worker.task import HandlerFn, Retry, TaskContext, TaskFailed
 
 _SPAWN = multiprocessing.get_context("spawn")
 
@@ -56,8 +56,8 @@ def run_one(ref: str, task: bytes, ctx: bytes) -> bytes:
         spec = build(TaskSpec, unpack(task))
         out = fn(spec, TaskContext(**unpack(ctx)))
         return pack({"ok": True, "output": out})
-    except TaskFailed as exc:
-        return pack({"ok": False, "type": "TaskFailed", "message": str(exc)})
+    except (TaskFailed, Retry) as exc:
+        return pack({"ok": False, "type": type(exc).__name__, "message": str(exc)})
     except BaseException as exc:
         text = "".join(traceback.format_exception(exc))[-TRACEBACK_LIMIT:]
         return pack({"ok": False, "type": type(exc).__name__, "message": str(exc), "tb": text})
@@ -125,7 +125,8 @@ def _read(reader: Connection) -> bytes | None:
 
 
 def outcome(data: bytes) -> Any:
-    """The output of a child's reply, or its failure raised (``TaskFailed``, ``TaskError``)."""
+    """The output of a child's reply, or its failure raised (``TaskFailed``, ``Retry``,
+    ``TaskError``)."""
     try:
         reply = unpack(data)
     except ProtocolError as exc:
@@ -136,6 +137,8 @@ def outcome(data: bytes) -> Any:
         return reply.get("output")
     if reply.get("type") == "TaskFailed":
         raise TaskFailed(reply.get("message", ""))
+    if reply.get("type") == "Retry":
+        raise Retry(reply.get("message", ""))
     raise TaskError(
         str(reply.get("type"))[:200],
         str(reply.get("message"))[:TRACEBACK_LIMIT],

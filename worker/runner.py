@@ -7,6 +7,9 @@ count as held).  A job costs no task, lock or timer of its own unless its
 kind needs one.  Results go out in batches whenever the slots run out of
 ready work, and each is kept until the manager acknowledges it: re-sent
 after a reconnect or after a liveness window without an acknowledgement.
+A ``withdraw`` from the manager (the task was cancelled) drops a job that
+waits for a slot and cancels one that runs (a process kind's child is
+killed); neither reports a result.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from protocol import (
     Results,
     ResultStatus,
     TaskResult,
+    Withdraw,
 )
 from protocol.codec import encoded_size, pack_chunks
 from protocol.compiled import encoder
@@ -43,7 +47,7 @@ from worker.agent import Worker
 from worker.handlers import Handlers
 from worker.hooks import Handler, WorkerHooks
 from worker.isolation import TaskError
-from worker.task import TaskContext, TaskFailed
+from worker.task import Retry, TaskContext, TaskFailed
 
 Key = tuple[str, int]
 Result = dict[str, Any]  # a TaskResult as it travels (see ``TaskRunner.result``)
@@ -61,10 +65,12 @@ class TaskRunner(WorkerHooks):
         self.capacity = worker.config.capacity
         self.kinds = self.handlers.kinds()
         self.completed = 0
+        self.withdrawn = 0  # running jobs cancelled on the manager's word
         self._queue: deque[Job] = deque()
         self._ready = asyncio.Event()  # jobs are waiting in the queue
         self._held: set[Key] = set()  # assigned and not finished: queued or running
         self._running: dict[Key, asyncio.Task[Any]] = {}  # the slot running each job
+        self._withdrawn: set[Key] = set()  # running jobs whose slot is being cancelled
         self._slots: list[asyncio.Task[None]] = []
         self._unacked: dict[Key, Result] = {}
         self._outbox: list[Result] = []
@@ -76,7 +82,7 @@ class TaskRunner(WorkerHooks):
     # ------------------------------------------------------------------ hooks
 
     def message_handlers(self) -> Mapping[type[Message], Handler]:
-        return {Assign: self._on_assign, ResultAck: self._on_ack}
+        return {Assign: self._on_assign, ResultAck: self._on_ack, Withdraw: self._on_withdraw}
 
     def running(self) -> int:
         """Jobs held: running or waiting for a slot (``heartbeat.running``)."""
@@ -147,6 +153,12 @@ class TaskRunner(WorkerHooks):
             self._running[key] = me
             try:
                 result = await self.execute(job)
+            except asyncio.CancelledError:
+                if key not in self._withdrawn or me.uncancel() > 0:
+                    raise  # the worker is stopping
+                self._withdrawn.discard(key)
+                self._cancelled(job)
+                continue  # withdrawn while it ran: no result; the slot goes on
             finally:
                 self._running.pop(key, None)
                 self._held.discard(key)
@@ -154,6 +166,37 @@ class TaskRunner(WorkerHooks):
             done += 1
             if done % YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # a run of instant tasks must not starve heartbeats
+
+    def _on_withdraw(self, msg: Withdraw) -> None:
+        """The manager cancelled these attempts: a waiting job is dropped, a running one's
+        slot is cancelled (its process killed).  A finished one's result goes as usual."""
+        if msg.epoch != self.worker.epoch:
+            return
+        for item in msg.keys:
+            key = (item.task_id, item.attempt)
+            if key not in self._held:
+                continue  # finished already, or never assigned here
+            self._held.discard(key)  # a waiting job is skipped when a slot takes it
+            slot = self._running.get(key)
+            if slot is None:
+                continue
+            # The slot is suspended inside this job's ``execute``: the cancellation lands there.
+            self._withdrawn.add(key)
+            slot.cancel()
+        self._changed.set()
+
+    def _cancelled(self, job: Job) -> None:
+        self.withdrawn += 1
+        task, name = job.task, self.worker.name
+        logger.info("{}: task {} attempt {} cancelled by the manager", name, task.id, job.attempt)
+        if self.handlers.in_thread(task.kind):
+            logger.warning(
+                "{}: task {} was cancelled, but its thread cannot be stopped and runs on; "
+                "run kind {!r} with --process-kind to have it killed",
+                name,
+                task.id,
+                task.kind,
+            )
 
     def _finish(self, key: Key, result: Result) -> None:
         logger.debug("{}: task {} attempt {} {}", self.worker.name, *key, result["status"])
@@ -209,6 +252,9 @@ class TaskRunner(WorkerHooks):
                 ResultStatus.FAILED.value,
                 ErrorInfo(type="TaskFailed", message=str(exc)),
             )
+        except Retry as exc:
+            status = ResultStatus.ERROR.value
+            error = ErrorInfo(type="Retry", message=str(exc)[:TRACEBACK_LIMIT])
         except TaskError as exc:
             status = ResultStatus.ERROR.value
             error = ErrorInfo(type=exc.type_name, message=str(exc), traceback=exc.traceback)

@@ -56,10 +56,25 @@ def compose(*args: str, timeout: float = 180) -> str:
     return run([COMPOSE, "-f", str(REPO / "docker-compose.yml"), "-p", PROJECT, *args], timeout)
 
 
+#: The operator's key pair and the manager's public key, read from the `keys` volume.
+KEYS = ["--secret-key", str(TMP / "operator.key_secret"), "--manager-key", str(TMP / "manager.key")]
+
+
 def taskmesh(*args: str, timeout: float = 60) -> Any:
-    """``taskmesh ARGS --json`` against the published ROUTER port, parsed."""
-    out = run([TASKMESH, *args, "--json", "--port", PORT, "--log-level", "ERROR"], timeout)
-    return json.loads(out)
+    """``taskmesh ARGS --json`` against the published ROUTER port (as the operator), parsed."""
+    cmd = [TASKMESH, *args, "--json", "--port", PORT, "--log-level", "ERROR", *KEYS]
+    return json.loads(run(cmd, timeout))
+
+
+def fetch_keys() -> None:
+    """Copy the operator's secret key and the manager's public key out of the volume,
+    as the README tells a user to."""
+    for name, path in (("operator.key_secret", "operators/"), ("manager.key", "")):
+        read = ["run", "--rm", "-T", "--no-deps", "--entrypoint", "cat", "keys"]
+        data = compose(*read, f"/keys/{path}{name}", timeout=60)
+        target = TMP / name
+        target.write_text(data)
+        target.chmod(0o600)
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 90) -> T:
@@ -159,6 +174,7 @@ def running_on(name: str) -> Callable[[], bool]:
 
 def phase_up() -> None:
     compose("up", "--detach", "--wait", "--wait-timeout", "150", timeout=240)
+    fetch_keys()
     workers = wait_for("3 workers connected", connected(3), 60)
     check(
         sorted((w["name"], w["skill"]) for w in workers) == sorted(SEED.values()),
@@ -168,6 +184,15 @@ def phase_up() -> None:
         s: inspect(container_of(s), "{{.State.Health.Status}}") for s in ("manager", "junior")
     }
     check(set(health.values()) == {"healthy"}, f"health: {health}")
+    # The operator's CLI inside the cluster sees what the host sees.
+    inside = json.loads(compose("run", "--rm", "-T", "cli", "status", "--json", timeout=120))
+    names = sorted(w["name"] for w in inside["workers"] if w["state"] == "connected")
+    check(names == sorted(n for n, _ in SEED.values()), f"`run cli status` workers: {names}")
+    # CURVE is on by default: a client without the keys gets a clear refusal.
+    bare = [TASKMESH, "status", "--port", PORT, "--timeout", "5", "--log-level", "ERROR"]
+    proc = subprocess.run(bare, capture_output=True, text=True, timeout=60, check=False)
+    check(proc.returncode != 0, "a client without keys was answered: CURVE is off")
+    check("CURVE" in proc.stderr, f"no CURVE hint for a client without keys: {proc.stderr!r}")
 
 
 def phase_demo() -> None:

@@ -130,7 +130,7 @@ async def _push(
         if len(waits) >= IN_FLIGHT:
             tally.update(await waits.pop(0))
         chunk = specs(load, start, min(CHUNK, total - start), prefix)
-        await client.submit(chunk, watch=True)
+        await client.submit(chunk, watch=True, brief=True)
         ids = [s.id for s in chunk]
         waits.append(asyncio.ensure_future(client.count(ids, progress=progress.step(len(ids)))))
     for counted in await asyncio.gather(*waits):

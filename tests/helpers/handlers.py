@@ -6,10 +6,11 @@ import asyncio
 import os
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 from protocol import TaskSpec
-from worker.task import TaskContext
+from worker.task import Retry, TaskContext
 
 
 async def sleep(task: TaskSpec, ctx: TaskContext) -> Any:
@@ -59,6 +60,24 @@ def big(task: TaskSpec, ctx: TaskContext) -> bytes:
     return b"x" * int(task.payload or 0)
 
 
+def busy(task: TaskSpec, ctx: TaskContext) -> None:
+    """Always asks to be retried later."""
+    raise Retry(f"busy on attempt {ctx.attempt}")
+
+
+def flaky(task: TaskSpec, ctx: TaskContext) -> str:
+    """Fails (an error) on its first attempt, succeeds on any later one."""
+    if ctx.attempt == 1:
+        raise RuntimeError("first attempts fail")
+    return f"ok on attempt {ctx.attempt}"
+
+
+def pid_then_hang(task: TaskSpec, ctx: TaskContext) -> None:
+    """Writes its process id to the file ``payload`` names, then runs for an hour."""
+    Path(str(task.payload)).write_text(str(os.getpid()))
+    time.sleep(3600)
+
+
 HANDLERS = {
     "big": big,
     "sleep": sleep,
@@ -70,6 +89,10 @@ HANDLERS = {
     "fail": fail,
     "nap": nap,
     "whoami_proc": whoami,
+    "busy": busy,
+    "busy_proc": busy,
+    "flaky": flaky,
+    "pid_hang_proc": pid_then_hang,
 }
 
-PROCESS_KINDS = ("spin_proc", "hang_proc", "whoami_proc")
+PROCESS_KINDS = ("spin_proc", "hang_proc", "whoami_proc", "busy_proc", "pid_hang_proc")
