@@ -242,9 +242,9 @@ def test_every_attempt_counts_for_its_worker_across_restarts(db: Path) -> None:
     try:
         again.join("w1", skill=5)
         again.join("w2", skill=5)
-        got = {
+        now = {
             w.id: (w.total_completed, w.total_failed, w.completed) for w in status(again).workers
         }
-        assert got == {"w1": (3, 2, 0), "w2": (2, 1, 0)}  # w1: a error, a ok, b lost
+        assert now == {"w1": (3, 2, 0), "w2": (2, 1, 0)}  # w1: a error, a ok, b lost
     finally:
         again.close()
