@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
+from manager.auth import is_loopback
 from manager.metrics import Metrics
 from manager.snapshot import status_reply
 from protocol.views import iso, status_view
@@ -73,6 +74,12 @@ class StatusServer:
             raise HttpError(f"cannot serve metrics on {self.host}:{self.port}: {exc}") from None
         self.port = self._server.sockets[0].getsockname()[1]
         logger.info("metrics on {}/metrics, status page on {}/", self.url, self.url)
+        if not is_loopback(self.host):
+            logger.warning(
+                "the metrics port {} answers anyone who can reach it (no CURVE, no "
+                "authentication): worker names and task counts, never task contents",
+                self.port,
+            )
 
     async def close(self) -> None:
         if self._server is not None:
