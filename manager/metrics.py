@@ -134,7 +134,7 @@ class ManagerCollector:
         yield from self._workers()
         yield from self._protocol()
         yield _histogram(
-            "taskmesh_journal_commit_seconds", "Journal commit latency.", {"": stats.commit}
+            "taskmesh_journal_commit_seconds", "Journal commit latency.", {"": stats.commits}
         )
         if stats.by_kind is not None:
             yield _histogram(

@@ -347,10 +347,7 @@ class TaskService(AdminHooks):
         self.watchers.expire()
 
     def before_ack(self) -> None:
-        commits, started = self.store.commits, time.perf_counter()
-        self.store.commit()
-        if self.store.commits != commits:
-            self.stats.commit.observe(time.perf_counter() - started)
+        self.stats.commit(self.store)  # timed
         pushes, self._pushes = self._pushes, {}
         epoch, limit = self.admin.epoch, self.config.max_message_bytes
         for client, states in pushes.items():  # after the commit: never a result that may vanish

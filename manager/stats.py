@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from manager.hooks import AdminHooks
 from manager.registry import AgentRecord
+from manager.store import Store
 from manager.taskbook import Live
 from protocol import MAX_NAME, Register, TaskResult, WorkerInfo
 
@@ -100,7 +101,7 @@ class Stats(AdminHooks):
         self.samples: deque[tuple[float, int, int]] = deque(maxlen=HISTORY)
         self._sampled_at: deque[float] = deque(maxlen=HISTORY)  # the same, monotonic
         self._next_sample = -math.inf
-        self.commit = Buckets(COMMIT_BUCKETS)
+        self.commits = Buckets(COMMIT_BUCKETS)
         self.by_kind: dict[str, Buckets] | None = None
 
     def durations(self) -> dict[str, Buckets]:
@@ -142,6 +143,13 @@ class Stats(AdminHooks):
             hist.counts[bisect_left(hist.bounds, took)] += 1
             hist.sum += took
             hist.count += 1
+
+    def commit(self, store: Store) -> None:
+        """Commit ``store``, timing the commits that wrote something."""
+        commits, started = store.commits, time.perf_counter()
+        store.commit()
+        if store.commits != commits:
+            self.commits.observe(time.perf_counter() - started)
 
     # ------------------------------------------------------------------ hooks
 
