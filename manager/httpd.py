@@ -16,8 +16,8 @@ and building one costs about as much as answering a ``status`` request
 a peer while holding the loop: requests are read and answers written with
 a timeout, one request per connection, at most ``MAX_CLIENTS`` at once,
 and a slow reader only delays itself.  Nothing is authenticated: it
-listens on ``--bind`` like the manager's ROUTER, and shows counts and
-worker names, never task contents.
+listens on ``--bind`` like the manager's ROUTER, and shows what ``status``
+shows (counts, worker names, running task ids), never task contents.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ class StatusServer:
         if not is_loopback(self.host):
             logger.warning(
                 "the metrics port {} answers anyone who can reach it (no CURVE, no "
-                "authentication): worker names and task counts, never task contents",
+                "authentication): what 'taskmesh status' shows, never task contents",
                 self.port,
             )
 
