@@ -170,7 +170,8 @@ class Queries:
 
     def on_status(self, ident: bytes, msg: StatusRequest) -> None:
         service = self.service
-        service.admin.post(ident, status_reply(service, msg.req, msg.worker))
+        reply = status_reply(service, msg.req, msg.worker, service.admin.viewer())
+        service.admin.post(ident, reply)
 
 
 def _after(book: TaskBook, after: int, viewer: str | None) -> Iterator[Live]:

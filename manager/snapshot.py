@@ -23,8 +23,13 @@ IDS_IN_STATUS = 2000
 IDS_FOR_ONE = 1000
 
 
-def status_reply(service: TaskService, req: int = 0, worker: str = "") -> StatusReply:
-    """The status; ``worker`` (an id or a name): only those agents, with more of their ids."""
+def status_reply(
+    service: TaskService, req: int = 0, worker: str = "", viewer: str | None = None
+) -> StatusReply:
+    """The status; ``worker`` (an id or a name): only those agents, with more of their ids.
+
+    ``viewer`` (a CURVE client key): the running task ids listed are its own only.
+    """
     admin = service.admin
     now = admin.clock()
     recs = [
@@ -34,7 +39,7 @@ def status_reply(service: TaskService, req: int = 0, worker: str = "") -> Status
     ]
     share = min(IDS_PER_WORKER, IDS_IN_STATUS // max(1, len(recs)))
     ids = IDS_FOR_ONE if worker else share
-    workers = [service.stats.worker_info(rec, now, ids) for rec in recs]
+    workers = [service.stats.worker_info(rec, now, ids, viewer) for rec in recs]
     finished = service.done_before + service.book.finished
     done = sum(finished.values())
     succeeded = finished.get("succeeded", 0)

@@ -25,7 +25,7 @@ import math
 import time
 from bisect import bisect_left
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -188,8 +188,15 @@ class Stats(AdminHooks):
         elapsed = now - self._sampled_at[start]
         return (done - self.samples[start][1]) / elapsed if elapsed > 0 else 0.0
 
-    def worker_info(self, rec: AgentRecord, now: float, ids: int) -> WorkerInfo:
-        """``rec`` as ``status`` shows it, with up to ``ids`` of its running task ids."""
+    def worker_info(
+        self, rec: AgentRecord, now: float, ids: int, viewer: str | None = None
+    ) -> WorkerInfo:
+        """``rec`` as ``status`` shows it, with up to ``ids`` of its running task ids
+        (only ``viewer``'s tasks, if given: with CURVE a client key sees its own only)."""
+        running: Iterable[str] = rec.running
+        if viewer is not None:
+            book = self.service.book
+            running = (i for i in rec.running if (t := book.get(i)) and t.owner == viewer)
         seen = self.seen.get(rec.id)
         done, failed = self.totals.get(rec.id, (0, 0))
         before_done, before_failed = (
@@ -208,7 +215,7 @@ class Stats(AdminHooks):
             silent_for=max(0.0, now - rec.last_seen),
             host=seen.host if seen else "",
             pid=seen.pid if seen else 0,
-            tasks=list(itertools.islice(rec.running, ids)),
+            tasks=list(itertools.islice(running, ids)),
             failed=failed - before_failed,
             total_completed=done,
             total_failed=failed,

@@ -34,6 +34,7 @@ from protocol import (
 from tests.helpers.fakes import ManagerHarness, worker_with_fakes
 from tests.test_actions_machine import outcome, report, retry
 from tests.test_manager_machine import CLIENT, final, result, submit
+from tests.test_manager_security import Ring
 from worker.patience import Patience
 
 SKILL_9 = "no worker with skill >= 9 (best: 7)"
@@ -248,3 +249,24 @@ def test_every_attempt_counts_for_its_worker_across_restarts(db: Path) -> None:
         assert now == {"w1": (3, 2, 0), "w2": (2, 1, 0)}  # w1: a error, a ok, b lost
     finally:
         again.close()
+
+
+def test_status_lists_only_the_askers_own_running_task_ids(tmp_path: Path) -> None:
+    ring = Ring(tmp_path / "keys")
+    mgr = ManagerHarness(tmp_path / "journal.db", **ring.settings())
+    try:
+        mgr.join("w1", capacity=4, key=ring.key("w1"))
+        mgr.deliver("a", Submit(req=1, tasks=[TaskSpec(id="alices")]), ring.key("alice"))
+        mgr.deliver("b", Submit(req=1, tasks=[TaskSpec(id="bobs")]), ring.key("bob"))
+
+        def listed(ident: str, key: str, worker: str = "") -> list[str]:
+            mgr.deliver(ident, StatusRequest(req=2, worker=worker), key)
+            (info,) = mgr.router.to(ident, StatusReply)[-1].workers
+            assert info.running == 2  # the counts are cluster-wide
+            return sorted(info.tasks)
+
+        assert listed("a", ring.key("alice")) == ["alices"]
+        assert listed("b", ring.key("bob"), worker="w1") == ["bobs"]  # inspect too
+        assert listed("o", ring.key("olga")) == ["alices", "bobs"]  # an operator: all
+    finally:
+        mgr.close()
