@@ -155,20 +155,6 @@ def encoded_size(value: Any) -> int:
     return len(pack(plain(value)))
 
 
-def batches_by_size(items: Sequence[T], budget: int) -> list[list[T]]:
-    """Group ``items`` in order so that each group's encoded records fit ``budget`` bytes."""
-    groups: list[list[T]] = []
-    size = 0
-    for item in items:
-        need = encoded_size(item) + 16
-        if not groups or size + need > budget:
-            groups.append([])
-            size = 0
-        groups[-1].append(item)
-        size += need
-    return groups
-
-
 def decode(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> Message:
     """Decode and validate one message; raises only ``ProtocolError``."""
     body = unpack(data, max_bytes)

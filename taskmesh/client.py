@@ -46,7 +46,8 @@ from protocol import (
     decode,
     encode,
 )
-from protocol.codec import batches_by_size
+from protocol.codec import pack_chunks
+from protocol.compiled import encoder
 from runtime.handshake import HandshakeWatch
 from runtime.keys import CurveClient
 from runtime.sockets import configure, liveness_options, tcp
@@ -57,6 +58,7 @@ R = TypeVar("R", bound=Message)
 
 #: Tasks per ``Submit`` message, and submits in flight at once.
 SUBMIT_BATCH = 500
+_spec = encoder(TaskSpec)
 SUBMITS_IN_FLIGHT = 4
 #: Ids per ``watch``; seconds between the keep-alive ``watch`` of a waiting client.
 WATCH_BATCH = 5000
@@ -131,15 +133,21 @@ class Client(Operations):
 
     async def request(self, msg: Message, reply_type: type[R], timeout: float | None = None) -> R:
         """Send ``msg`` and wait for the reply carrying its ``req`` (concurrency-safe)."""
+        req: int = getattr(msg, "req", 0)
+        return await self._exchange(req, encode(msg, self.max_bytes), msg.TYPE, reply_type, timeout)
+
+    async def _exchange(
+        self, req: int, data: bytes, kind: str, reply_type: type[R], timeout: float | None = None
+    ) -> R:
+        """Send the encoded request ``data`` (carrying ``req``); wait for its reply."""
         if self._receiver is None:
             self._receiver = asyncio.get_running_loop().create_task(self._receive())
             self._handshake.start()
-        req: int = getattr(msg, "req", 0)
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._replies[req] = future
         try:
             async with asyncio.timeout(timeout or self.timeout):
-                await self._sock.send(encode(msg, self.max_bytes))  # no connection: waits
+                await self._sock.send(data)  # no connection: waits
                 reply = await future
         except TimeoutError:
             if self.refusal:
@@ -150,7 +158,7 @@ class Client(Operations):
         if isinstance(reply, Error):
             raise ManagerError(reply.code, reply.message)
         if not isinstance(reply, reply_type):
-            raise ManagerError("unexpected", f"{reply.TYPE} in answer to {msg.TYPE}")
+            raise ManagerError("unexpected", f"{reply.TYPE} in answer to {kind}")
         return reply
 
     async def _receive(self) -> None:
@@ -193,19 +201,14 @@ class Client(Operations):
         client, for ``wait`` to collect; with ``brief`` too, only its status
         (what ``count`` needs: far less to encode and decode on big runs).
         """
-        batches = [
-            chunk[start : start + SUBMIT_BATCH]
-            for chunk in batches_by_size(tasks, self.max_bytes - 4096)
-            for start in range(0, len(chunk), SUBMIT_BATCH)
-        ]
         window = asyncio.Semaphore(SUBMITS_IN_FLIGHT)
 
-        async def one(part: list[TaskSpec]) -> SubmitReply:
+        async def one(req: int, data: bytes) -> SubmitReply:
             async with window:
-                msg = Submit(req=next(self._req), tasks=part, watch=watch, brief=brief)
-                return await self.request(msg, SubmitReply)
+                return await self._exchange(req, data, Submit.TYPE, SubmitReply)
 
-        replies = await asyncio.gather(*(one(b) for b in batches))
+        messages = self._submits(tasks, watch, brief)
+        replies = await asyncio.gather(*(one(req, data) for req, data in messages))
         if watch:
             for reply in replies:
                 self.epoch = reply.epoch
@@ -220,6 +223,25 @@ class Client(Operations):
             known=[s for r in replies for s in r.known],
             unmatched=unmatched,
         )
+
+    def _submits(
+        self, tasks: Sequence[TaskSpec], watch: bool, brief: bool
+    ) -> list[tuple[int, bytes]]:
+        """``submit`` messages of at most ``SUBMIT_BATCH`` tasks and ``max_bytes`` each, with
+        their ``req``; each spec is encoded once (too large alone: ``ProtocolError``)."""
+        items = [_spec(task) for task in tasks]
+        out: list[tuple[int, bytes]] = []
+        req = 0
+
+        def wrap(batch: list[Any]) -> dict[str, Any]:
+            nonlocal req
+            req = next(self._req)  # the last one made is the one sent
+            return {"type": Submit.TYPE, "req": req, "tasks": batch, "watch": watch, "brief": brief}
+
+        for start in range(0, len(items), SUBMIT_BATCH):
+            for data, _ in pack_chunks(items[start : start + SUBMIT_BATCH], wrap, self.max_bytes):
+                out.append((req, data))
+        return out
 
     async def status(self, worker: str = "") -> StatusReply:
         """Workers and counts; ``worker`` (an id or a name): only those, with every running id."""
@@ -326,6 +348,7 @@ class Client(Operations):
             sink(task_id, state)
 
         last_keepalive = time.monotonic()
+        settled = ""  # the epoch at which every pending id was known to be watched
         while True:
             self._collect(pending, take)
             if progress is not None:
@@ -336,7 +359,10 @@ class Client(Operations):
             if deadline is not None and now >= deadline:
                 raise TimeoutError(f"{len(pending)} task(s) not done within {timeout}s")
             try:
-                unwatched = [i for i in pending if self._watched.get(i) != self.epoch]
+                unwatched = []
+                if settled != self.epoch or not self.epoch:  # not one scan per push
+                    unwatched = [i for i in pending if self._watched.get(i) != self.epoch]
+                    settled = "" if unwatched else self.epoch
                 if unwatched or not self.epoch:
                     await self._watch(unwatched or [], pending, take, brief)
                     last_keepalive = now
@@ -345,6 +371,7 @@ class Client(Operations):
                     last_keepalive = now
                     self.epoch = reply.epoch  # a new instance: the next pass watches again
                     self._check_watches(reply, pending, take)
+                    settled = ""
                     continue
             except ManagerUnavailable:
                 continue  # the manager may be restarting: watch again when it answers
