@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-compose lint typecheck check clean
+.PHONY: install demo test test-browser test-compose lint typecheck check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ demo: $(STAMP)
 # Tests in parallel, one process per core (at most 4); `.venv/bin/pytest` alone runs them serially.
 test: $(STAMP)
 	$(BIN)/python -m pytest -n auto --maxprocesses 4
+
+# The manager's status page rendered by headless Chromium (skipped, saying why, without it).
+test-browser: $(STAMP)
+	$(BIN)/python -m pytest -m browser -s tests/browser
 
 # The docker-compose cluster, built and tested for real (root, Debian; see .ci/compose/test.sh).
 test-compose: $(STAMP)

@@ -9,13 +9,15 @@ import click
 import zmq
 
 from manager.config import ManagerConfig
+from manager.httpd import HttpError
 from manager.journal import JournalError
+from manager.metrics import MetricsUnavailable
 from runtime.keys import KeyFileError
 from runtime.logs import configure_logging
 from runtime.settings import from_cli, options
 
 
-@click.command("manager")
+@click.command("manager", short_help="Run the manager (hands tasks to workers by skill).")
 @options(ManagerConfig)
 def manager_command(**values: Any) -> None:
     """Run the manager: listen on BIND:PORT and hand tasks to workers by skill."""
@@ -31,6 +33,8 @@ def manager_command(**values: Any) -> None:
         raise click.ClickException(str(exc)) from None
     except KeyFileError as exc:  # --secret-key / --*-keys unusable
         raise click.ClickException(f"CURVE keys: {exc}") from None
+    except (MetricsUnavailable, HttpError) as exc:  # no prometheus-client; port in use
+        raise click.ClickException(str(exc)) from None
 
 
 def main() -> None:

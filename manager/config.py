@@ -9,8 +9,8 @@ from manager.scheduler import POLICIES
 from runtime.config import AgentConfig, manager_port, secret_key
 from runtime.settings import setting
 
-#: How a task that no connected worker is skilled enough for is handled.
-UNMATCHED = ("wait", "strongest")
+#: How a task that no connected worker can run is handled.
+UNMATCHED = ("wait", "strongest", "fail")
 
 
 def policy() -> Any:
@@ -28,13 +28,18 @@ class ManagerConfig(AgentConfig):
     )
     port: int = manager_port("Port to listen on for workers and clients (ROUTER; 0: any free).")
     pub_port: int = setting(
-        0, help="Port to publish broadcasts on (PUB; 0: any free).", low=0, high=65535
+        0,
+        help="Port to publish broadcasts on (PUB; 0: any free).",
+        low=0,
+        high=65535,
+        metavar="PORT",
     )
     policy: str = policy()
     unmatched: str = setting(
         "wait",
-        help="A task no connected worker is skilled enough for: wait for one, "
-        "or run it on the strongest free worker.",
+        help="A task no connected worker can run (kind or skill): wait for one (status and "
+        "results say why), 'strongest': too hard ones run on the strongest free worker of "
+        "their kind, 'fail': record it failed at once.",
         choices=UNMATCHED,
     )
     expect_workers: int = setting(
@@ -78,6 +83,14 @@ class ManagerConfig(AgentConfig):
     )
     max_queued: int = setting(
         1_000_000, help="Refuse submissions ('busy') beyond this many queued tasks.", low=1
+    )
+    metrics_port: int | None = setting(
+        None,
+        help="Serve Prometheus metrics (/metrics) and a live status page (/) over HTTP on this "
+        "port, on --bind, unauthenticated (0: any free; needs the 'metrics' extra).",
+        low=0,
+        high=65535,
+        metavar="PORT",
     )
     ready_file: str | None = setting(
         None, help="Write the bound endpoints here as JSON once listening.", metavar="PATH"

@@ -155,8 +155,14 @@ class Journal:
     def _keep(db: sqlite3.Connection, result: TaskResult) -> None:
         """An earlier attempt joins its task's history."""
         db.execute(
-            "INSERT INTO attempts(id, attempt, status, result) VALUES (?, ?, ?, ?)",
-            (result.task_id, result.attempt, str(result.status), pack(plain(result))),
+            "INSERT INTO attempts(id, attempt, status, result, worker) VALUES (?, ?, ?, ?, ?)",
+            (
+                result.task_id,
+                result.attempt,
+                str(result.status),
+                pack(plain(result)),
+                result.worker_id,
+            ),
         )
 
     def finished(self, done: Sequence[Done]) -> None:
@@ -300,6 +306,17 @@ class Journal:
         ):
             counts[str(status)] += count
         return dict(counts)
+
+    def worker_tally(self) -> dict[str, tuple[int, int]]:
+        """Results of attempts per worker id, final or in the history: ``(recorded, of them
+        without success)``, as committed."""
+        cur = self._db.execute(
+            "SELECT worker, count(*), sum(status != 'succeeded') FROM ("
+            " SELECT worker, status FROM tasks WHERE state = 'done' AND worker != ''"
+            " UNION ALL SELECT worker, status FROM attempts WHERE worker != ''"
+            ") GROUP BY worker"
+        )
+        return {str(worker): (int(done), int(failed or 0)) for worker, done, failed in cur}
 
     def owners(self) -> dict[str, int]:
         """Tasks per owner (``''``: submitted without CURVE), as committed."""

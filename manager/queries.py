@@ -12,15 +12,17 @@ as ``unknown``, as if it did not exist, and pages list only its own
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from itertools import islice
 from typing import TYPE_CHECKING
 
+from manager.snapshot import status_reply
+from manager.waiting import Capable
 from protocol import (
     TASK_FILTERS,
     Error,
     ProtocolError,
-    StatusReply,
     StatusRequest,
     TasksReply,
     TasksRequest,
@@ -85,12 +87,27 @@ class Queries:
         """The states of ``ids``, in that order; ``unknown`` for ids never accepted
         (and for those ``viewer`` may not see)."""
         book, seen = self.service.book, self.service.visible
-        live = {i: t.view() for i in ids if (t := book.get(i)) is not None and seen(t, viewer)}
+        found = [t for i in ids if (t := book.get(i)) is not None and seen(t, viewer)]
+        live = {state.id: state for state in self.views(found)}
         final = self.service.store.final([i for i in ids if i not in live], viewer)
         unknown = TaskStatus.UNKNOWN
         return [
             live.get(i) or final.get(i) or TaskState(id=i, state=unknown, attempt=0) for i in ids
         ]
+
+    def views(self, tasks: list[Live]) -> list[TaskState]:
+        """The states of live ``tasks``; a queued one no worker can run says why it waits."""
+        capable: Capable | None = None
+        out = []
+        for task in tasks:
+            state = task.view()
+            if task.state == TaskStatus.QUEUED:
+                capable = capable or self.service.unmatched.capable()
+                why = capable.reason(task.spec.kind, task.spec.difficulty)
+                if why:
+                    state = dataclasses.replace(state, waiting=why)
+            out.append(state)
+        return out
 
     def total(self, viewer: str | None) -> int:
         """Tasks the manager knows (``viewer``'s, if given)."""
@@ -111,7 +128,8 @@ class Queries:
             tasks = _after(self.service.book, after, viewer)
             if state:
                 tasks = (t for t in tasks if t.state == state)
-            live = [(t.seq, t.view()) for t in islice(tasks, limit)]
+            found = list(islice(tasks, limit))
+            live = list(zip((t.seq for t in found), self.views(found), strict=True))
         done: list[tuple[int, TaskState]] = []
         if state not in (TaskStatus.QUEUED, TaskStatus.RUNNING):
             where = {"": None, TaskStatus.DONE: None, "failed": ("succeeded", False)}.get(
@@ -152,37 +170,8 @@ class Queries:
 
     def on_status(self, ident: bytes, msg: StatusRequest) -> None:
         service = self.service
-        admin = service.admin
-        now = admin.clock()
-        workers = [rec.info(now) for rec in admin.registry if rec.capacity > 0]
-        finished = service.done_before + service.book.finished
-        done = sum(finished.values())
-        succeeded = finished.get("succeeded", 0)
-        counts: dict[str, int] = dict(service.book.counts())
-        counts.update(
-            {
-                TaskStatus.DONE: done,
-                "succeeded": succeeded,
-                "failed": done - succeeded,
-                "awaiting_workers": service.waiting_for_workers,
-                "watched": len(service.watchers),
-                "gaps": admin.gaps.missed,
-                "journal_commits": service.store.commits,
-            }
-        )
-        counts.update(admin.counters)
-        admin.post(
-            ident,
-            StatusReply(
-                req=msg.req,
-                manager_id=admin.id,
-                epoch=admin.epoch,
-                policy=service.config.policy,
-                workers=workers,
-                counts=counts,
-                uptime=now - admin.started,
-            ),
-        )
+        reply = status_reply(service, msg.req, msg.worker, service.admin.viewer())
+        service.admin.post(ident, reply)
 
 
 def _after(book: TaskBook, after: int, viewer: str | None) -> Iterator[Live]:

@@ -111,18 +111,25 @@ def held(service: TaskService, rec: AgentRecord, old: AgentRecord | None, msg: R
             if (task_id, attempt) in holding:
                 rec.running[task_id] = attempt
                 del old.running[task_id]
-    for task_id, attempt in service.orphans.claim(rec.id, msg.holding, rec.key):
+    claimed = service.orphans.claim(rec.id, msg.holding, rec.key)
+    for task_id, attempt in claimed:
         rec.running[task_id] = attempt
-        logger.info("{} still holds task {} (attempt {})", rec.name, task_id, attempt)
+        logger.debug("{} still holds task {} (attempt {})", rec.name, task_id, attempt)
+    if claimed:
+        logger.info("{} still holds {} task(s) from before the restart", rec.name, len(claimed))
     if service.admin.clock() > service.orphans.deadline:
         return  # only a restarted manager can have forgotten an assignment
+    adopted = 0
     for key in msg.holding:
         task = service.book.get(key.task_id)
         if task is not None and task.state == TaskStatus.QUEUED and key.attempt > task.attempt:
             service.book.adopt(task, rec.id, key.attempt)
             service.store.assigned([(task.seq, key.attempt, rec.id, rec.key)])
             rec.running[key.task_id] = key.attempt
-            logger.info("{} holds task {} (attempt {})", rec.name, key.task_id, key.attempt)
+            adopted += 1
+            logger.debug("{} holds task {} (attempt {})", rec.name, key.task_id, key.attempt)
+    if adopted:
+        logger.info("{} holds {} task(s) assigned just before the restart", rec.name, adopted)
 
 
 def release(
@@ -140,4 +147,6 @@ def release(
         logger.warning("task {} given up: {}", task_id, reason)
     else:
         service.store.requeued(task.seq, lost)
-        logger.info("task {} re-queued: {}", task_id, reason)
+        service.stats.recorded([(task.seq, task, lost)])
+        service.stats.reruns["lost"] += 1
+        logger.debug("task {} re-queued: {}", task_id, reason)

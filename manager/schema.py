@@ -28,7 +28,8 @@ CREATE TABLE IF NOT EXISTS attempts (
     id       TEXT NOT NULL,
     attempt  INTEGER NOT NULL,
     status   TEXT NOT NULL,
-    result   BLOB NOT NULL
+    result   BLOB NOT NULL,
+    worker   TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS attempts_id ON attempts(id);
 """
@@ -51,6 +52,9 @@ def create(db: sqlite3.Connection) -> None:
 def migrate(db: sqlite3.Connection) -> None:
     """Journals written before a column: added; ``status`` and ``finished`` are read
     from the results."""
+    kept = {row[1] for row in db.execute("PRAGMA table_info(attempts)")}
+    if "worker" not in kept:  # attempts kept before: not counted for any worker
+        db.execute("ALTER TABLE attempts ADD COLUMN worker TEXT NOT NULL DEFAULT ''")
     columns = {row[1] for row in db.execute("PRAGMA table_info(tasks)")}
     for column, declaration in ADDED.items():
         if column not in columns:

@@ -12,10 +12,12 @@ from pathlib import Path
 
 from loguru import logger
 
+from manager import metrics
 from manager.actions import TaskActions
 from manager.admin import Admin
 from manager.config import ManagerConfig
 from manager.endpoint import Transport
+from manager.httpd import StatusServer
 from manager.journal import Journal
 from manager.service import TaskService
 from manager.store import MemoryStore, Store
@@ -43,19 +45,33 @@ def build(
 
 async def serve(cfg: ManagerConfig, shutdown_trigger: asyncio.Event | None = None) -> TaskService:
     """Serve until SIGTERM/SIGINT (or ``shutdown_trigger``); a second SIGINT exits at once."""
+    if cfg.metrics_port is not None:
+        metrics.require()  # before anything binds
     admin, service = build(cfg)
+    httpd = None
+    if cfg.metrics_port is not None:  # first: a port in use leaves nothing else bound
+        httpd = StatusServer(service, cfg.bind, cfg.metrics_port)
+        await httpd.start()
     admin.open()
     install_signal_handlers(admin.request_stop)
     if admin.keyring is not None:  # SIGHUP: read the key directories again
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, admin.reload_keys)
     trigger = relay(shutdown_trigger, admin.stopping)
     if cfg.ready_file:
-        write_ready_file(
-            Path(cfg.ready_file),
-            {"endpoint": admin.address, "pub_endpoint": admin.pub_endpoint, "epoch": admin.epoch},
-        )
+        info: dict[str, object] = {
+            "endpoint": admin.address,
+            "pub_endpoint": admin.pub_endpoint,
+            "epoch": admin.epoch,
+        }
+        if httpd is not None:
+            info["metrics"] = httpd.url
+        write_ready_file(Path(cfg.ready_file), info)
     tune_gc()
-    await admin.arun_admin()
+    try:
+        await admin.arun_admin()
+    finally:
+        if httpd is not None:
+            await httpd.close()
     if trigger is not None:
         trigger.cancel()
     book = service.book

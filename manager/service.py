@@ -34,8 +34,10 @@ from manager.placement import place
 from manager.queries import Queries
 from manager.recovery import Orphans, held, release
 from manager.registry import AgentRecord
+from manager.stats import Stats
 from manager.store import Store
 from manager.taskbook import Live, Outcome, TaskBook
+from manager.waiting import Unmatched
 from manager.watchers import Watchers
 from protocol import (
     MAX_ITEM_BYTES,
@@ -84,6 +86,9 @@ class TaskService(AdminHooks):
         self._pushes: dict[bytes, list[dict[str, Any]]] = {}
         self._briefs: dict[bytes, list[tuple[str, str]]] = {}  # (task id, status) per client
         self._ignored = Throttle("ignored results")
+        self.unmatched = Unmatched(self)
+        self.stats = Stats(self)
+        admin.use(self.stats)
 
     def message_handlers(self) -> Mapping[type[Message], Handler]:
         return {
@@ -118,15 +123,21 @@ class TaskService(AdminHooks):
         rows = [(first + n, spec) for n, spec in enumerate(fresh.values())]
         recorded = self.store.add(rows, owner)  # ids that already have a final result
         done = self.store.final(recorded) if recorded else {}
-        accepted = [spec.id for seq, spec in rows if spec.id not in done]
-        for seq, spec in rows:
-            if spec.id not in done:
+        new = [(seq, spec) for seq, spec in rows if spec.id not in done] if done else rows
+        accepted = [spec.id for _, spec in new]
+        unmatched, failing = self.unmatched.sort(new)
+        for seq, spec in new:
+            if spec.id not in failing:
                 self.book.submit(spec, seq, owner)
         self.owned[owner] += len(accepted)
         known, watched = self._report(ident, msg, set(accepted), done)
         if msg.watch:
             self.watchers.watch(ident, watched, owner, msg.brief)
-        reply = SubmitReply(req=msg.req, accepted=accepted, known=known, epoch=self.admin.epoch)
+        if failing:  # --unmatched fail: recorded at once, pushed to the watchers
+            self._record(self.unmatched.fail(new, failing, owner))
+        reply = SubmitReply(
+            req=msg.req, accepted=accepted, known=known, epoch=self.admin.epoch, unmatched=unmatched
+        )
         self.admin.post(ident, reply)
         if accepted:
             logger.debug("accepted {} task(s), {} already known", len(accepted), len(known))
@@ -225,6 +236,8 @@ class TaskService(AdminHooks):
                 if outcome is Outcome.RETRY:  # runs again after its backoff (``on_tick``)
                     due = time.time() + (task.due or now) - now
                     self.store.retrying(task.seq, result, task.retried, due)
+                    self.stats.recorded([(task.seq, task, result)])
+                    self.stats.reruns["retry"] += 1
                 else:
                     done.append((task.seq, task, result))
                 continue
@@ -257,6 +270,7 @@ class TaskService(AdminHooks):
         if not done:
             return
         self.store.finished([(seq, task.spec, result, task.owner) for seq, task, result in done])
+        self.stats.recorded(done)
         for _, task, result in done:
             logger.debug(
                 "task {} {} on {} (attempt {})",
@@ -294,6 +308,8 @@ class TaskService(AdminHooks):
 
     def on_lost(self, rec: AgentRecord, reason: str) -> None:
         given_up: list[tuple[int, Live, TaskResult]] = []
+        if rec.running:
+            logger.info("{} held {} task(s): back to the queue", rec.name, len(rec.running))
         for task_id in list(rec.running):
             release(self, task_id, f"{rec.name} {reason}", given_up)
         rec.running.clear()
@@ -307,8 +323,10 @@ class TaskService(AdminHooks):
                 f"only {len(self._task_workers())} of {self.config.expect_workers} expected "
                 f"workers connected within {self.config.expect_timeout:g}s"
             )
-        given_up: list[tuple[int, Live, TaskResult]] = []
+        given_up = self.unmatched.settle(now)
         orphans = self.orphans.expired(now)
+        if orphans:
+            logger.warning("{} task(s) whose worker did not come back re-queued", len(orphans))
         for task_id, worker_id in orphans:
             release(self, task_id, f"{worker_id} did not return after a restart", given_up)
         overdue = self.book.overdue(now)
@@ -329,7 +347,7 @@ class TaskService(AdminHooks):
         self.watchers.expire()
 
     def before_ack(self) -> None:
-        self.store.commit()
+        self.stats.commit(self.store)  # timed
         pushes, self._pushes = self._pushes, {}
         epoch, limit = self.admin.epoch, self.config.max_message_bytes
         for client, states in pushes.items():  # after the commit: never a result that may vanish
@@ -375,6 +393,7 @@ class TaskService(AdminHooks):
             rec = self.admin.registry.get(wid)
             assert rec is not None  # placement only picks registered workers
             self.store.assigned((task.seq, task.attempt, wid, rec.key) for task in tasks)
+            self.stats.assignments += len(tasks)
             jobs = [(task.spec, task.attempt) for task in tasks]
             for data in wire.assign(epoch, jobs, limit):
                 # Not held for the commit: a worker that holds an uncommitted assignment

@@ -153,6 +153,11 @@ class Store(Protocol):
 
     def tally(self) -> dict[str, int]: ...
 
+    def worker_tally(self) -> dict[str, tuple[int, int]]:
+        """Results of attempts per worker id (final and earlier): ``(recorded, of them
+        without success)``, as committed."""
+        ...
+
     def owners(self) -> dict[str, int]:
         """Tasks per owner, as committed."""
         ...
@@ -294,6 +299,9 @@ class MemoryStore:
         return iter(())
 
     def tally(self) -> dict[str, int]:
+        return {}
+
+    def worker_tally(self) -> dict[str, tuple[int, int]]:
         return {}
 
     def owners(self) -> dict[str, int]:

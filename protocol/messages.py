@@ -46,6 +46,8 @@ class Register(Message):
     epoch: str = ""
     time: int = 0
     holding: list[ResultKey] = field(default_factory=list)
+    host: str = ""  # the agent's host name (informational: status, inspect)
+    pid: int = 0  # the agent's process id (informational)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -201,12 +203,16 @@ class SubmitReply(Message):
     accepted: list[str]
     known: list[TaskState]
     epoch: str = ""  # the manager instance (it holds the watches of a watched submit)
+    #: Accepted tasks no connected worker can run: task id -> why (they wait, or with
+    #: the manager's ``--unmatched fail`` were recorded as failed).
+    unmatched: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StatusRequest(Message):
     TYPE: ClassVar[str] = "status"
     req: int
+    worker: str = ""  # only the agents with this id or name, with every running task id
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -219,6 +225,10 @@ class StatusReply(Message):
     workers: list[WorkerInfo]
     counts: dict[str, int]
     uptime: float
+    manager_name: str = ""
+    results: dict[str, int] = field(default_factory=dict)  # final results by status
+    rate: float = 0.0  # tasks finished per second over the last minute
+    waiting: dict[str, int] = field(default_factory=dict)  # queued tasks by waiting reason
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

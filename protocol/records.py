@@ -7,7 +7,7 @@ fields, nested inside a message (``protocol.messages``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from protocol.constants import MAX_BACKOFF, MAX_RETRIES, MAX_TASK_ID
@@ -126,6 +126,13 @@ class WorkerInfo:
     completed: int
     state: str
     silent_for: float  # seconds since the manager last heard from it
+    host: str = ""  # as the worker reported it when it registered
+    pid: int = 0
+    tasks: list[str] = field(default_factory=list)  # ids of running tasks (a bounded prefix)
+    failed: int = 0  # of ``completed``: results without success
+    total_completed: int = 0  # results recorded from this agent id, ever (from the journal)
+    total_failed: int = 0
+    connected_for: float = 0.0  # seconds since it registered
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -139,6 +146,7 @@ class TaskState:
     difficulty: int = 0
     worker: str = ""
     result: TaskResult | None = None
+    waiting: str = ""  # queued, and no connected worker can run it: why
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -30,7 +30,7 @@ def log_format() -> Any:
 
 def manager_port(help: str) -> Any:
     """``--port`` / ``TASKMESH_PORT``: the manager's ROUTER port, for every process."""
-    return setting(DEFAULT_PORT, help=help, low=0, high=65535)
+    return setting(DEFAULT_PORT, help=help, low=0, high=65535, metavar="PORT")
 
 
 def manager_host() -> Any:

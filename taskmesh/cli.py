@@ -24,11 +24,13 @@ from taskmesh.bench.cli import bench_command
 from taskmesh.client import Client
 from taskmesh.config import ClientConfig, DemoConfig, settings_table
 from taskmesh.errors import ManagerError, ManagerUnavailable, WaitTimeout
+from taskmesh.observe import inspect_command, status_command
 from taskmesh.operate import cancel_command, history_command, purge_command, retry_command
 from taskmesh.progress import Progress
-from taskmesh.report import results_csv, results_table, status_table
+from taskmesh.report import results_csv, results_table
 from taskmesh.taskfile import TaskFileError, read_tasks
-from taskmesh.views import dumps, status_view, submission_view, task_view
+from taskmesh.views import dumps, submission_view, task_view
+from taskmesh.watching import NoSuchWorker
 from worker.cli import worker_command
 
 T = TypeVar("T")
@@ -36,7 +38,12 @@ T = TypeVar("T")
 json_flag = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="Start with: 'taskmesh manager', 'taskmesh worker --skill 5', "
+    "'taskmesh submit tasks.json --wait', 'taskmesh status'. Every option also comes from "
+    "its TASKMESH_* environment variable ('taskmesh settings' lists them).",
+)
 @click.version_option(package_name="taskmesh")
 def main() -> None:
     """taskmesh: distributed tasks over ZeroMQ, assigned by skill, never lost."""
@@ -45,7 +52,14 @@ def main() -> None:
 main.add_command(manager_command)
 main.add_command(worker_command)
 main.add_command(bench_command)
-for _command in (cancel_command, retry_command, purge_command, history_command):
+for _command in (
+    cancel_command,
+    retry_command,
+    purge_command,
+    history_command,
+    status_command,
+    inspect_command,
+):
     main.add_command(_command)
 
 
@@ -97,7 +111,9 @@ EXIT_CODES = {
 
 
 @main.command(
-    "submit", epilog="Exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items())
+    "submit",
+    short_help="Submit tasks from a JSON file (and wait for them).",
+    epilog="Exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items()),
 )
 @click.argument("file", type=click.File("rb"))
 @click.option("--wait", "wait_", is_flag=True, help="Wait until every task has its final result.")
@@ -117,7 +133,12 @@ def submit_command(file: Any, wait_: bool, as_json: bool, **values: Any) -> None
             known = [s.id for s in reply.known]
             if known:
                 _info(f"{len(known)} task(s) already known: {', '.join(known[:10])}", as_json)
-            submitted = {"accepted": reply.accepted, "known": known}
+            _warn_unmatched(reply.unmatched, as_json)
+            submitted: dict[str, Any] = {
+                "accepted": reply.accepted,
+                "known": known,
+                "unmatched": reply.unmatched,
+            }
             if not wait_:
                 view = submission_view(reply.accepted, known)
                 click.echo(dumps(view) if as_json else _submitted(len(reply.accepted), submitted))
@@ -144,7 +165,7 @@ def submit_command(file: Any, wait_: bool, as_json: bool, **values: Any) -> None
 def _show_results(
     states: list[TaskState],
     as_json: bool,
-    submitted: dict[str, list[str]],
+    submitted: dict[str, Any],
     pending: list[str] | None = None,
 ) -> None:
     """What submit --wait prints: one JSON object (as without --wait, plus the results)."""
@@ -156,41 +177,7 @@ def _show_results(
         click.echo(f"pending: {', '.join(pending[:50])}" + (" ..." if len(pending) > 50 else ""))
 
 
-@main.command("status")
-@json_flag
-@click.option(
-    "--check",
-    is_flag=True,
-    help="Health check: print one line; exit 1 unless the manager answers with "
-    "--min-workers workers connected.",
-)
-@click.option(
-    "--min-workers",
-    type=click.IntRange(0),
-    default=1,
-    show_default=True,
-    help="Connected workers --check requires.",
-)
-@options(ClientConfig)
-def status_command(as_json: bool, check: bool, min_workers: int, **values: Any) -> None:
-    """Show the manager's workers and task counts."""
-    cfg = _client_config(values)
-
-    async def go() -> None:
-        async with _connect(cfg) as client:
-            reply = await client.status()
-        if check:
-            connected = sum(1 for w in reply.workers if w.state == "connected")
-            click.echo(f"manager {reply.manager_id}: {connected} worker(s) connected")
-            if connected < min_workers:
-                raise click.ClickException(f"fewer than {min_workers} worker(s) connected")
-            return
-        click.echo(dumps(status_view(reply)) if as_json else status_table(reply))
-
-    _run(go())
-
-
-@main.command("results")
+@main.command("results", short_help="Show tasks and their results.")
 @click.argument("ids", nargs=-1)
 @click.option(
     "--state",
@@ -205,6 +192,7 @@ def status_command(as_json: bool, check: bool, min_workers: int, **values: Any) 
     type=click.Choice(["table", "json", "csv"]),
     default="table",
     show_default=True,
+    help="How to print them (--json is --format json).",
 )
 @json_flag
 @options(ClientConfig)
@@ -245,7 +233,7 @@ def _wanted(state: str) -> set[str]:
     return {state}
 
 
-@main.command("demo")
+@main.command("demo", short_help="Run the seed scenario: a manager and three workers.")
 @json_flag
 @options(DemoConfig)
 def demo_command(as_json: bool, **values: Any) -> None:
@@ -270,7 +258,7 @@ def demo_command(as_json: bool, **values: Any) -> None:
         sys.exit(1)
 
 
-@main.group("keys")
+@main.group("keys", short_help="Make CURVE key pairs (encryption, allow-lists).")
 def keys_group() -> None:
     """CURVE keys: make a key pair for a manager, worker or client (see SECURITY.md)."""
 
@@ -295,7 +283,7 @@ def keys_generate_command(name: str, directory: str) -> None:
     click.echo(f"secret key: {secret}  (keep it here: --secret-key)")
 
 
-@main.command("settings")
+@main.command("settings", short_help="List every setting and its environment variable.")
 @click.option(
     "--update",
     type=click.Path(exists=True, dir_okay=False),
@@ -327,9 +315,21 @@ def _run(coro: Awaitable[T]) -> T:
         raise GaveUp(str(exc)) from None
     except KeyFileError as exc:
         raise BadInput(f"CURVE keys: {exc}") from None
+    except NoSuchWorker as exc:
+        raise Failed(str(exc)) from None
 
 
-def _submitted(count: int, out: dict[str, list[str]]) -> str:
+def _warn_unmatched(unmatched: dict[str, str], quiet: bool) -> None:
+    """Tell at once about accepted tasks that no connected worker can run, by reason."""
+    by_reason: dict[str, list[str]] = {}
+    for task_id, why in unmatched.items():
+        by_reason.setdefault(why, []).append(task_id)
+    for why, ids in by_reason.items():
+        more = " ..." if len(ids) > 10 else ""
+        _info(f"warning: {len(ids)} task(s) unmatched, {why}: {', '.join(ids[:10])}{more}", quiet)
+
+
+def _submitted(count: int, out: dict[str, Any]) -> str:
     known = out["known"]
     tail = f"; {len(known)} already known: {', '.join(known[:10])}" if known else ""
     return f"submitted {count} task(s){tail}"

@@ -216,10 +216,12 @@ class Client(Operations):
                     self._watched[task_id] = reply.epoch
                 for state in reply.known:
                     self._watched[state.id] = reply.epoch
+        unmatched = {i: why for reply in replies for i, why in reply.unmatched.items()}
         return SubmitReply(
             req=replies[-1].req if replies else 0,
             accepted=[i for r in replies for i in r.accepted],
             known=[s for r in replies for s in r.known],
+            unmatched=unmatched,
         )
 
     def _submits(
@@ -241,8 +243,9 @@ class Client(Operations):
                 out.append((req, data))
         return out
 
-    async def status(self) -> StatusReply:
-        return await self.request(StatusRequest(req=next(self._req)), StatusReply)
+    async def status(self, worker: str = "") -> StatusReply:
+        """Workers and counts; ``worker`` (an id or a name): only those, with every running id."""
+        return await self.request(StatusRequest(req=next(self._req), worker=worker), StatusReply)
 
     async def tasks(
         self, ids: Sequence[str] = (), *, state: str = "", limit: int | None = None

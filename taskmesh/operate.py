@@ -51,7 +51,7 @@ class Duration(click.ParamType[float]):
         return seconds
 
 
-@click.command("cancel", epilog=ACTION_EXITS)
+@click.command("cancel", short_help="Cancel tasks (queued or running).", epilog=ACTION_EXITS)
 @click.argument("ids", nargs=-1, required=True)
 @json_flag
 @options(ClientConfig)
@@ -61,7 +61,7 @@ def cancel_command(ids: tuple[str, ...], as_json: bool, **values: Any) -> None:
     _act("cancel", ids, as_json, values)
 
 
-@click.command("retry", epilog=ACTION_EXITS)
+@click.command("retry", short_help="Run finished tasks again.", epilog=ACTION_EXITS)
 @click.argument("ids", nargs=-1, required=True)
 @json_flag
 @options(ClientConfig)
@@ -99,6 +99,7 @@ def _act(action: str, ids: tuple[str, ...], as_json: bool, values: dict[str, Any
 
 @click.command(
     "purge",
+    short_help="Remove finished tasks from the journal.",
     epilog="Exit codes: 0 done (also when nothing matched); 2 bad arguments; "
     "4 the manager refused or did not answer.",
 )
@@ -140,6 +141,7 @@ def purge_command(state: str, older_than: float, as_json: bool, **values: Any) -
 
 @click.command(
     "history",
+    short_help="Show every attempt of tasks.",
     epilog="Exit codes: 0 shown; 1 some id is unknown; 4 the manager refused or did not answer.",
 )
 @click.argument("ids", nargs=-1, required=True)

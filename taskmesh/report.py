@@ -6,7 +6,7 @@ import csv
 import io
 from collections.abc import Sequence
 
-from protocol import StatusReply, TaskState
+from protocol import TaskState
 from taskmesh.table import render
 
 HEADERS = [
@@ -45,6 +45,8 @@ def _rows(states: Sequence[TaskState], width: int | None) -> list[list[object]]:
             error = f"{r.error.type}: {r.error.message}".replace("\n", " ")
             if width is not None and len(error) > width:
                 error = error[: width - 3] + "..."
+        elif s.waiting:
+            error = f"waiting: {s.waiting}"  # queued, and no connected worker can run it
         elif s.state != "done":
             error = s.state  # queued, running, or unknown: no result yet
         rows.append(
@@ -61,19 +63,3 @@ def _rows(states: Sequence[TaskState], width: int | None) -> list[list[object]]:
             ]
         )
     return rows
-
-
-def status_table(reply: StatusReply) -> str:
-    head = (
-        f"manager {reply.manager_id} (epoch {reply.epoch}), "
-        f"policy {reply.policy}, up {reply.uptime:.0f}s"
-    )
-    workers = render(
-        ["worker", "id", "skill", "capacity", "running", "completed", "state", "kinds"],
-        [
-            [w.name, w.id, w.skill, w.capacity, w.running, w.completed, w.state, ",".join(w.kinds)]
-            for w in reply.workers
-        ],
-    )
-    counts = render(["count", "value"], sorted(reply.counts.items()))
-    return f"{head}\n\n{workers}\n\n{counts}"

@@ -1,153 +1,33 @@
-"""The JSON every ``--json`` prints: one shape per object, whatever the command.
+"""The JSON every ``--json`` prints (defined in ``protocol.views``, shared with the manager)."""
 
-Seven objects — a task (with its result), a worker, the status, a
-submission, what an action did (``cancel``, ``retry``), a purge, and a
-task's attempt history — each described by a JSON Schema in
-``taskmesh/schemas/`` that the tests validate every command's output
-against.  Times are ISO 8601 in UTC, bytes are hex, and no wire-only field
-(``req``, ``type``) appears.
-"""
-
-from __future__ import annotations
-
-import json
-from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import Any
-
-from protocol import (
-    ActionReply,
-    ErrorInfo,
-    HistoryReply,
-    StatusReply,
-    TaskResult,
-    TaskState,
-    WorkerInfo,
+from protocol.views import (
+    TASK_COUNTS,
+    action_view,
+    dumps,
+    error_view,
+    history_view,
+    iso,
+    purge_view,
+    result_view,
+    status_view,
+    submission_view,
+    success_rate,
+    task_view,
+    worker_view,
 )
 
-
-def iso(unix: float) -> str | None:
-    """A unix time as ISO 8601 UTC to the millisecond; ``None`` for 0 (not known)."""
-    if not unix:
-        return None
-    return datetime.fromtimestamp(unix, UTC).isoformat(timespec="milliseconds")
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return value
-
-
-def error_view(error: ErrorInfo | None) -> dict[str, str] | None:
-    if error is None:
-        return None
-    return {"type": error.type, "message": error.message, "traceback": error.traceback}
-
-
-def result_view(result: TaskResult | None) -> dict[str, Any] | None:
-    if result is None:
-        return None
-    seconds = result.finished - result.started if result.started and result.finished else None
-    return {
-        "status": str(result.status),
-        "success": result.success,
-        "attempt": result.attempt,
-        "worker": result.worker,
-        "worker_id": result.worker_id,
-        "skill": result.skill,
-        "output": _plain(result.output),
-        "error": error_view(result.error),
-        "started": iso(result.started),
-        "finished": iso(result.finished),
-        "seconds": round(seconds, 6) if seconds is not None else None,
-    }
-
-
-def task_view(state: TaskState) -> dict[str, Any]:
-    return {
-        "id": state.id,
-        "state": str(state.state),
-        "attempt": state.attempt,
-        "description": state.description,
-        "difficulty": state.difficulty if state.state != "unknown" else None,
-        "worker_id": state.worker or None,
-        "result": result_view(state.result),
-    }
-
-
-def worker_view(info: WorkerInfo) -> dict[str, Any]:
-    return {
-        "id": info.id,
-        "name": info.name,
-        "role": info.role,
-        "state": str(info.state),
-        "skill": info.skill,
-        "capacity": info.capacity,
-        "kinds": list(info.kinds),
-        "running": info.running,
-        "completed": info.completed,
-        "silent_for": round(info.silent_for, 3),
-    }
-
-
-TASK_COUNTS = ("queued", "running", "done", "succeeded", "failed")
-
-
-def status_view(reply: StatusReply) -> dict[str, Any]:
-    counts = dict(reply.counts)
-    return {
-        "manager": {
-            "id": reply.manager_id,
-            "epoch": reply.epoch,
-            "policy": reply.policy,
-            "uptime": round(reply.uptime, 3),
-        },
-        "tasks": {key: counts.pop(key, 0) for key in TASK_COUNTS},
-        "workers": [worker_view(w) for w in reply.workers],
-        "counters": counts,
-    }
-
-
-def submission_view(
-    accepted: Sequence[str],
-    known: Sequence[str],
-    results: Sequence[TaskState] | None = None,
-    pending: Sequence[str] | None = None,
-) -> dict[str, Any]:
-    out: dict[str, Any] = {"accepted": list(accepted), "known": list(known)}
-    if results is not None:
-        out["results"] = [task_view(s) for s in results]
-    if pending is not None:
-        out["pending"] = list(pending)
-    return out
-
-
-def action_view(reply: ActionReply) -> dict[str, Any]:
-    """What ``cancel`` or ``retry`` did: the tasks acted on as they stand now, and why
-    the others were refused."""
-    return {
-        "acted": [{"id": s.id, "state": str(s.state), "attempt": s.attempt} for s in reply.acted],
-        "refused": [{"id": r.id, "code": r.code, "message": r.message} for r in reply.refused],
-    }
-
-
-def purge_view(purged: int, state: str, older_than: float) -> dict[str, Any]:
-    return {"purged": purged, "state": state, "older_than": older_than}
-
-
-def history_view(reply: HistoryReply) -> dict[str, Any]:
-    """A task and every recorded attempt's result, oldest first, the final one last."""
-    return {
-        "task": task_view(reply.task),
-        "attempts": [result_view(r) for r in reply.attempts],
-        "omitted": reply.omitted,
-    }
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, indent=2)
+__all__ = [
+    "TASK_COUNTS",
+    "action_view",
+    "dumps",
+    "error_view",
+    "history_view",
+    "iso",
+    "purge_view",
+    "result_view",
+    "status_view",
+    "submission_view",
+    "success_rate",
+    "task_view",
+    "worker_view",
+]

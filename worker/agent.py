@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -44,6 +46,7 @@ from runtime.supervise import supervise
 from worker.config import WorkerConfig
 from worker.hooks import Handler, WorkerHooks
 from worker.link import Link, ManagerLink
+from worker.patience import Patience
 from worker.session import (
     FATAL_ERRORS,
     REFUSAL_LOG_EVERY,
@@ -52,6 +55,9 @@ from worker.session import (
     SubWatch,
     WorkerRefused,
 )
+
+#: This host's name, as ``register`` tells the manager (``status`` and ``inspect`` show it).
+HOST = socket.gethostname()
 
 
 class Worker(AgentBase):
@@ -113,6 +119,7 @@ class Worker(AgentBase):
         self._last_beat = -float("inf")
         self._sub = SubWatch(clock())
         self._refused: WorkerRefused | None = None
+        self.patience = Patience(cfg.name, f"{cfg.host}:{cfg.port}")
         self._refusal_logged = -float("inf")
         self._drain_task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
@@ -236,6 +243,7 @@ class Worker(AgentBase):
         """One step of the session: register, heartbeat, or give up on a silent manager."""
         if self.session == Session.OFFLINE:
             if now - self._last_register >= min(self.interval, 0.25):
+                self.patience.waiting(now)
                 self._register(now)
             return
         if self.link.busy:
@@ -291,6 +299,8 @@ class Worker(AgentBase):
                 epoch=self.epoch,
                 time=now_ns(),
                 holding=[key for h in self.hooks for key in h.holding()],
+                host=HOST,
+                pid=os.getpid(),
             )
         )
 
@@ -352,6 +362,7 @@ class Worker(AgentBase):
             return
         self.session = Session.CONNECTED
         self._connected.set()
+        self.patience.connected()
         logger.info("{} connected to {} ({})", self.name, self.manager_id, self.epoch)
         for hook in self.hooks:
             hook.on_ready()
@@ -376,6 +387,7 @@ class Worker(AgentBase):
                 logger.info("{}: the manager does not know us, registering again", self.name)
                 self._go_offline()
         elif msg.code == "id_taken":  # retried: the holder may be our own dead connection
+            self.patience.refusal = msg.message[:200]
             now = self.clock()
             if now - self._refusal_logged >= REFUSAL_LOG_EVERY:
                 self._refusal_logged = now

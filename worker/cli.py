@@ -15,7 +15,7 @@ from worker.handlers import HandlerError, load_handlers
 from worker.session import WorkerRefused
 
 
-@click.command("worker")
+@click.command("worker", short_help="Run a worker (runs the tasks the manager assigns).")
 @options(WorkerConfig)
 def worker_command(**values: Any) -> None:
     """Run a worker: connect to the manager at HOST:PORT and run the tasks it assigns."""

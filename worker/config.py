@@ -32,8 +32,9 @@ class WorkerConfig(AgentConfig):
     )
     skill: int = setting(
         0,
-        help="Skill level 0-10: tasks of higher difficulty wait for a stronger worker "
-        "(or, with the manager's --unmatched strongest, run here and fail).",
+        help="Skill level 0-10: the manager gives it tasks of difficulty up to its skill; "
+        "harder ones wait for a stronger worker (unless the manager runs with --unmatched "
+        "strongest or fail).",
         low=0,
         high=10,
         required=True,

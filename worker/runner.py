@@ -188,7 +188,7 @@ class TaskRunner(WorkerHooks):
     def _cancelled(self, job: Job) -> None:
         self.withdrawn += 1
         task, name = job.task, self.worker.name
-        logger.info("{}: task {} attempt {} cancelled by the manager", name, task.id, job.attempt)
+        logger.debug("{}: task {} attempt {} cancelled by the manager", name, task.id, job.attempt)
         if self.handlers.in_thread(task.kind):
             logger.warning(
                 "{}: task {} was cancelled, but its thread cannot be stopped and runs on; "

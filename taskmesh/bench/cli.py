@@ -33,11 +33,35 @@ def _with(load: Load, name: str, value: str) -> Load:
         raise click.BadParameter(f"{name}={value!r} is not a {kind.__name__}") from None
 
 
-@click.command("bench")
-@click.option("--tasks", type=click.IntRange(1, 10_000_000), default=50_000, show_default=True)
-@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True)
-@click.option("--capacity", type=click.IntRange(1, 10_000), default=100, show_default=True)
-@click.option("--journal", type=click.Choice(JOURNALS), default="memory", show_default=True)
+@click.command("bench", short_help="Measure taskmesh against raw pyzmq on this machine.")
+@click.option(
+    "--tasks",
+    type=click.IntRange(1, 10_000_000),
+    default=50_000,
+    show_default=True,
+    help="Tasks in the throughput run.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=2,
+    show_default=True,
+    help="Worker processes started.",
+)
+@click.option(
+    "--capacity",
+    type=click.IntRange(1, 10_000),
+    default=100,
+    show_default=True,
+    help="Each worker's --capacity.",
+)
+@click.option(
+    "--journal",
+    type=click.Choice(JOURNALS),
+    default="memory",
+    show_default=True,
+    help="The manager's journal: none (:memory:), a file, or a file with --fsync.",
+)
 @click.option(
     "--duration",
     type=click.FloatRange(0, 60),
@@ -47,7 +71,13 @@ def _with(load: Load, name: str, value: str) -> Load:
 )
 @click.option("--payload", type=click.IntRange(0, 200_000), default=0, help="Payload bytes.")
 @click.option("--difficulty", default="1", show_default=True, help="1-10, or 'mix'.")
-@click.option("--trips", type=click.IntRange(0, 100_000), default=500, show_default=True)
+@click.option(
+    "--trips",
+    type=click.IntRange(0, 100_000),
+    default=500,
+    show_default=True,
+    help="Single-task round trips timed after the throughput run.",
+)
 @click.option("--broadcast", is_flag=True, help="Also measure Ceylon's broadcast vs PUB/SUB.")
 @click.option("--raw/--no-raw", default=True, help="Measure the raw pyzmq baselines too.")
 @click.option("--sweep", default=None, help=f"NAME=V1,V2 ... over one of {', '.join(SWEEPABLE)}.")
@@ -55,7 +85,14 @@ def _with(load: Load, name: str, value: str) -> Load:
     "--out", type=click.Path(file_okay=False), default=None, help="Write JSON/table/plot."
 )
 @click.option("--host", default="", help="Use the running manager at HOST (starts nothing).")
-@click.option("--port", type=click.IntRange(1, 65535), default=8888, show_default=True)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=8888,
+    show_default=True,
+    metavar="PORT",
+    help="The running manager's port (with --host).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (a list: --sweep).")
 def bench_command(
     sweep: str | None,
