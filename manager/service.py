@@ -21,13 +21,14 @@ import dataclasses
 import math
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from loguru import logger
 
 from manager import wire
 from manager.admin import Admin
+from manager.admission import Admission
 from manager.config import ManagerConfig
 from manager.hooks import AdminHooks, Handler
 from manager.placement import place
@@ -40,8 +41,6 @@ from manager.taskbook import Live, Outcome, TaskBook
 from manager.waiting import Unmatched
 from manager.watchers import Watchers
 from protocol import (
-    MAX_ITEM_BYTES,
-    Error,
     Message,
     Register,
     Results,
@@ -55,7 +54,6 @@ from protocol import (
     TaskState,
     Watch,
 )
-from protocol.codec import encoded_size
 from protocol.compiled import encoder
 from runtime.throttle import Throttle
 
@@ -77,6 +75,7 @@ class TaskService(AdminHooks):
         self.watchers = Watchers(admin.clock)
         self.orphans = Orphans()
         self.queries = Queries(self)
+        self.admission = Admission(self)
         self.durations: dict[str, float] = {}  # kind -> recent seconds per task (EWMA)
         self.done_before: Counter[str] = Counter(store.tally())  # final results at start
         self.owned: Counter[str] = Counter(store.owners())  # tasks per owner key
@@ -115,7 +114,7 @@ class TaskService(AdminHooks):
         for spec in msg.tasks:
             if spec.id not in fresh and self.book.get(spec.id) is None:
                 fresh[spec.id] = spec
-        refusal = self._refusal(msg, fresh)
+        refusal = self.admission.refusal(msg, fresh)
         if refusal is not None:
             self.admin.post(ident, refusal)
             return
@@ -143,29 +142,6 @@ class TaskService(AdminHooks):
             logger.debug("accepted {} task(s), {} already known", len(accepted), len(known))
             self.schedule()
 
-    def _refusal(self, msg: Submit, fresh: dict[str, TaskSpec]) -> Error | None:
-        """Why the whole ``submit`` is refused (``id_taken``, ``busy``, ``too_large``)."""
-        viewer = self.admin.viewer()
-        if viewer is not None:  # CURVE, a client key: another client's ids are not its own
-            owned = self.store.final_owned(list(fresh)) if fresh else {}
-            taken = self._taken(msg.tasks, owned, viewer)
-            if taken is not None:
-                self.admin.counters["submits_refused"] += 1
-                why = f"task id {taken[:64]!r} belongs to another client; choose another id"
-                return Error(code="id_taken", message=why, req=msg.req)
-        queued = self.book.queued
-        if queued + len(fresh) > self.config.max_queued and self._over_limit(fresh):
-            self.admin.counters["submits_refused"] += 1
-            why = f"{queued} tasks queued (limit {self.config.max_queued}); retry later"
-            return Error(code="busy", message=why, req=msg.req)
-        if self.admin.endpoint.current_size > MAX_ITEM_BYTES:  # one task may be too large
-            big = next((s.id for s in fresh.values() if encoded_size(s) > MAX_ITEM_BYTES), None)
-            if big is not None:
-                self.admin.counters["submits_refused"] += 1
-                why = f"task {big[:64]!r} is over {MAX_ITEM_BYTES} bytes; pass data by reference"
-                return Error(code="too_large", message=why, req=msg.req)
-        return None
-
     def _report(
         self, ident: bytes, msg: Submit, new: set[str], done: dict[str, TaskState]
     ) -> tuple[list[TaskState], list[str]]:
@@ -187,22 +163,6 @@ class TaskService(AdminHooks):
                 known.append(_without_result(live.view()))
             watched.append(spec.id)
         return known, watched
-
-    def _over_limit(self, fresh: dict[str, TaskSpec]) -> bool:
-        """Whether the new ones among ``fresh`` (not already finished) exceed ``max_queued``."""
-        done = self.store.final(list(fresh))
-        return self.book.queued + len(fresh) - len(done) > self.config.max_queued
-
-    def _taken(
-        self, specs: Sequence[TaskSpec], owned: Mapping[str, tuple[TaskState, str]], viewer: str
-    ) -> str | None:
-        """The first of these task ids that another client owns, if any."""
-        for spec in specs:
-            live = self.book.get(spec.id)
-            owner = live.owner if live is not None else owned.get(spec.id, (None, viewer))[1]
-            if owner != viewer:
-                return spec.id
-        return None
 
     def visible(self, task: Live, viewer: str | None) -> bool:
         """May ``viewer`` (a client key; ``None``: everyone) see ``task``?"""

@@ -7,35 +7,28 @@ that does the work.
 
 from __future__ import annotations
 
-import asyncio
 import sys
-from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from manager.cli import manager_command
 from protocol import TASK_FILTERS, TaskState
-from runtime.keys import KeyFileError, curve_client, generate
+from runtime.keys import KeyFileError, generate
 from runtime.logs import configure_logging
 from runtime.settings import from_cli, options
+from taskmesh import command
 from taskmesh.bench.cli import bench_command
-from taskmesh.client import Client
 from taskmesh.config import ClientConfig, DemoConfig, settings_table
-from taskmesh.errors import ManagerError, ManagerUnavailable, WaitTimeout
+from taskmesh.errors import WaitTimeout
 from taskmesh.observe import inspect_command, status_command
 from taskmesh.operate import cancel_command, history_command, purge_command, retry_command
 from taskmesh.progress import Progress
 from taskmesh.report import results_csv, results_table
 from taskmesh.taskfile import TaskFileError, read_tasks
 from taskmesh.views import dumps, submission_view, task_view
-from taskmesh.watching import NoSuchWorker
 from worker.cli import worker_command
-
-T = TypeVar("T")
-
-json_flag = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 
 
 @click.group(
@@ -63,72 +56,25 @@ for _command in (
     main.add_command(_command)
 
 
-def _client_config(values: dict[str, Any]) -> ClientConfig:
-    cfg = from_cli(ClientConfig, values)
-    configure_logging(cfg.log_level, cfg.log_format, "client")
-    return cfg
-
-
-def _connect(cfg: ClientConfig) -> Client:
-    """A client for the manager ``cfg`` names (made inside the command's event loop)."""
-    curve = curve_client(cfg.secret_key, cfg.manager_key)
-    return Client(cfg.host, cfg.port, timeout=cfg.request_timeout(), curve=curve)
-
-
-class Failed(click.ClickException):
-    """Some task ended without success (exit 1)."""
-
-    exit_code = 1
-
-
-class BadInput(click.ClickException):
-    """A bad argument or task file (exit 2, like click's usage errors)."""
-
-    exit_code = 2
-
-
-class GaveUp(click.ClickException):
-    """``--timeout`` passed before every task was final (exit 3)."""
-
-    exit_code = 3
-
-
-class Refused(click.ClickException):
-    """The manager refused the request or did not answer (exit 4)."""
-
-    exit_code = 4
-
-
-#: What ``submit --wait`` (and every client command) exits with.
-EXIT_CODES = {
-    0: "every task succeeded (or, without --wait, the tasks were accepted)",
-    1: "some task ended without success (failed, error, timeout, worker_lost, cancelled ...); "
-    "cancel, retry: some id was refused",
-    2: "bad arguments or task file (usage)",
-    3: "gave up waiting (--timeout): the results so far and the pending ids are printed",
-    4: "the manager refused or did not answer",
-}
-
-
 @main.command(
     "submit",
     short_help="Submit tasks from a JSON file (and wait for them).",
-    epilog="Exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items()),
+    epilog="Exit codes: " + "; ".join(f"{k} {v}" for k, v in command.EXIT_CODES.items()),
 )
 @click.argument("file", type=click.File("rb"))
 @click.option("--wait", "wait_", is_flag=True, help="Wait until every task has its final result.")
-@json_flag
+@command.json_flag
 @options(ClientConfig)
 def submit_command(file: Any, wait_: bool, as_json: bool, **values: Any) -> None:
     """Submit the tasks in FILE (a JSON list; '-' reads stdin)."""
-    cfg = _client_config(values)
+    cfg = command.client_config(values)
     try:
         specs = read_tasks(file.read(), getattr(file, "name", "<stdin>"))
     except TaskFileError as exc:
-        raise BadInput(str(exc)) from None
+        raise command.BadInput(str(exc)) from None
 
     async def go() -> None:
-        async with _connect(cfg) as client:
+        async with command.connect(cfg) as client:
             reply = await client.submit(specs, watch=wait_)
             known = [s.id for s in reply.known]
             if known:
@@ -150,16 +96,18 @@ def submit_command(file: Any, wait_: bool, as_json: bool, **values: Any) -> None
                 )
             except WaitTimeout as exc:
                 _show_results(exc.done, as_json, submitted, pending=exc.pending)
-                raise GaveUp(f"{len(exc.pending)} task(s) not done within {cfg.timeout}s") from None
+                raise command.GaveUp(
+                    f"{len(exc.pending)} task(s) not done within {cfg.timeout}s"
+                ) from None
             finally:
                 if progress is not None:
                     progress.close()
             _show_results(states, as_json, submitted)
             bad = [s for s in states if s.result is None or not s.result.success]
             if bad:
-                raise Failed(f"{len(bad)} of {len(states)} task(s) did not succeed")
+                raise command.Failed(f"{len(bad)} of {len(states)} task(s) did not succeed")
 
-    _run(go())
+    command.run(go())
 
 
 def _show_results(
@@ -194,7 +142,7 @@ def _show_results(
     show_default=True,
     help="How to print them (--json is --format json).",
 )
-@json_flag
+@command.json_flag
 @options(ClientConfig)
 def results_command(
     ids: tuple[str, ...],
@@ -205,10 +153,10 @@ def results_command(
     **values: Any,
 ) -> None:
     """Show tasks and their results (IDS, or every task in submission order)."""
-    cfg = _client_config(values)
+    cfg = command.client_config(values)
 
     async def go() -> None:
-        async with _connect(cfg) as client:
+        async with command.connect(cfg) as client:
             states = await client.tasks(list(ids), state=state or "", limit=limit)
         if ids and state:
             states = [s for s in states if s.state == state or _status(s) in _wanted(state)]
@@ -220,7 +168,7 @@ def results_command(
         else:
             click.echo(results_table(chosen))
 
-    _run(go())
+    command.run(go())
 
 
 def _status(state: TaskState) -> str:
@@ -234,7 +182,7 @@ def _wanted(state: str) -> set[str]:
 
 
 @main.command("demo", short_help="Run the seed scenario: a manager and three workers.")
-@json_flag
+@command.json_flag
 @options(DemoConfig)
 def demo_command(as_json: bool, **values: Any) -> None:
     """The seed scenario: a manager and three workers as separate processes."""
@@ -278,7 +226,7 @@ def keys_generate_command(name: str, directory: str) -> None:
     try:
         public, secret = generate(name, directory)
     except KeyFileError as exc:
-        raise BadInput(str(exc)) from None
+        raise command.BadInput(str(exc)) from None
     click.echo(f"public key: {public}  (give it to the peers that must accept this one)")
     click.echo(f"secret key: {secret}  (keep it here: --secret-key)")
 
@@ -299,24 +247,9 @@ def settings_command(update: str | None) -> None:
     text = Path(update).read_text()
     start = text.find(table.split("\n", 1)[0])
     if start < 0:
-        raise BadInput(f"{update} has no settings table to replace")
+        raise command.BadInput(f"{update} has no settings table to replace")
     end = text.find("\n\n", start)
     Path(update).write_text(text[:start] + table + (text[end:] if end >= 0 else "\n"))
-
-
-def _run(coro: Awaitable[T]) -> T:
-    try:
-        return asyncio.run(coro)  # type: ignore[arg-type]
-    except ManagerUnavailable as exc:
-        raise Refused(f"{exc} (is it running? see --host/--port)") from None
-    except ManagerError as exc:
-        raise Refused(f"the manager refused: {exc}") from None
-    except TimeoutError as exc:
-        raise GaveUp(str(exc)) from None
-    except KeyFileError as exc:
-        raise BadInput(f"CURVE keys: {exc}") from None
-    except NoSuchWorker as exc:
-        raise Failed(str(exc)) from None
 
 
 def _warn_unmatched(unmatched: dict[str, str], quiet: bool) -> None:

@@ -3,35 +3,26 @@
 ``from taskmesh import Client`` imports this module, ``protocol`` and pyzmq;
 nothing of the manager or the worker.
 
-One ``Client`` may be shared by any number of coroutines: each request
-carries its own ``req`` number and a single receiver routes every reply to
-the request that asked for it.  Results are pushed by the manager
-(``watch``), never polled.
+One ``Client`` may be shared by any number of coroutines: its
+``Connection`` (``taskmesh.connection``) routes every reply to the request
+that asked for it.  Results are pushed by the manager (``watch``), never
+polled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-import zmq
-import zmq.asyncio
-
 from protocol import (
     DEFAULT_PORT,
-    HEARTBEAT_INTERVAL,
-    LIVENESS,
     MAX_MESSAGE_BYTES,
-    Error,
     Finished,
     Message,
-    ProtocolError,
     ResultStatus,
     StatusReply,
     StatusRequest,
@@ -43,14 +34,11 @@ from protocol import (
     TaskState,
     Watch,
     WatchReply,
-    decode,
-    encode,
 )
 from protocol.codec import pack_chunks
 from protocol.compiled import encoder
-from runtime.handshake import HandshakeWatch
 from runtime.keys import CurveClient
-from runtime.sockets import configure, liveness_options, tcp
+from taskmesh.connection import Connection
 from taskmesh.errors import ManagerError, ManagerUnavailable, WaitTimeout
 from taskmesh.operations import Operations
 
@@ -84,30 +72,15 @@ class Client(Operations):
         max_message_bytes: int = MAX_MESSAGE_BYTES,
         curve: CurveClient | None = None,
     ) -> None:
-        self.endpoint = tcp(host, port)
-        self.timeout = timeout
+        self.conn = Connection(host, port, timeout, max_message_bytes, curve, self._pushed)
+        self.endpoint = self.conn.endpoint
         self.max_bytes = max_message_bytes
         self.epoch = ""  # the manager instance last heard from
-        self._req = itertools.count(1)
-        self._ctx = zmq.asyncio.Context()
-        self._sock = self._ctx.socket(zmq.DEALER)
-        configure(self._sock, max_message_bytes)
-        # Reconnect within a second of a manager coming back, and drop a stalled
-        # connection instead of waiting on TCP's retransmission back-off.
-        liveness_options(self._sock, HEARTBEAT_INTERVAL, LIVENESS, ttl=False)
-        if curve is not None:  # CURVE: this client's key, and the manager's it trusts
-            curve.apply(self._sock)
-        self._sock.setsockopt(zmq.IDENTITY, f"client-{uuid.uuid4().hex[:12]}".encode())
-        #: Why the last handshake with the manager failed ("" once it answers).
-        self.refusal = ""
-        self._handshake = HandshakeWatch(self._sock, curve is not None, self._refused)
-        self._sock.connect(self.endpoint)
-        self._replies: dict[int, asyncio.Future[Message]] = {}
+        self._req = self.conn.reqs
         # pushed, not yet handed to a waiter: full states, or result statuses (brief)
         self._finished: dict[str, TaskState | str] = {}
         self._watched: dict[str, str] = {}  # task id -> epoch of the manager watching it
         self._arrived = asyncio.Event()
-        self._receiver: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Client:
         return self
@@ -116,79 +89,27 @@ class Client(Operations):
         await self.aclose()
 
     async def aclose(self) -> None:
-        if self._receiver is not None:
-            self._receiver.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._receiver
-        self.close()
+        await self.conn.aclose()
 
     def close(self) -> None:
-        if self._receiver is not None:
-            self._receiver.cancel()
-        self._handshake.close()
-        self._sock.close(linger=0)
-        self._ctx.term()
+        self.conn.close()
 
-    # ------------------------------------------------------------------ plumbing
+    @property
+    def refusal(self) -> str:
+        """Why the last handshake with the manager failed ("" once it answers)."""
+        return self.conn.refusal
 
     async def request(self, msg: Message, reply_type: type[R], timeout: float | None = None) -> R:
         """Send ``msg`` and wait for the reply carrying its ``req`` (concurrency-safe)."""
-        req: int = getattr(msg, "req", 0)
-        return await self._exchange(req, encode(msg, self.max_bytes), msg.TYPE, reply_type, timeout)
+        return await self.conn.request(msg, reply_type, timeout)
 
-    async def _exchange(
-        self, req: int, data: bytes, kind: str, reply_type: type[R], timeout: float | None = None
-    ) -> R:
-        """Send the encoded request ``data`` (carrying ``req``); wait for its reply."""
-        if self._receiver is None:
-            self._receiver = asyncio.get_running_loop().create_task(self._receive())
-            self._handshake.start()
-        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
-        self._replies[req] = future
-        try:
-            async with asyncio.timeout(timeout or self.timeout):
-                await self._sock.send(data)  # no connection: waits
-                reply = await future
-        except TimeoutError:
-            if self.refusal:
-                raise ManagerError("handshake", self.refusal) from None
-            raise ManagerUnavailable(f"no reply from the manager at {self.endpoint}") from None
-        finally:
-            self._replies.pop(req, None)
-        if isinstance(reply, Error):
-            raise ManagerError(reply.code, reply.message)
-        if not isinstance(reply, reply_type):
-            raise ManagerError("unexpected", f"{reply.TYPE} in answer to {kind}")
-        return reply
-
-    async def _receive(self) -> None:
-        """The one reader of the socket: replies to their requests, pushes to the waiters."""
-        while True:
-            try:
-                reply = decode(await self._sock.recv(), self.max_bytes)
-            except ProtocolError:
-                continue
-            except zmq.ZMQError:
-                return  # closed
-            self.refusal = ""
-            if isinstance(reply, Finished):
-                self.epoch = reply.epoch
-                for state in reply.tasks:
-                    self._finished[state.id] = state
-                self._finished.update(zip(reply.ids, reply.statuses, strict=True))
-                self._arrived.set()
-                continue
-            req = getattr(reply, "req", 0)
-            future = self._replies.get(req)
-            if future is not None and not future.done():
-                future.set_result(reply)
-
-    def _refused(self, why: str) -> None:
-        """A handshake failed: what waits for a reply fails now, with the reason."""
-        self.refusal = why
-        for future in self._replies.values():
-            if not future.done():
-                future.set_exception(ManagerError("handshake", why))
+    def _pushed(self, msg: Finished) -> None:
+        """A ``finished`` push: keep its states (or statuses) for the waiters."""
+        self.epoch = msg.epoch
+        for state in msg.tasks:
+            self._finished[state.id] = state
+        self._finished.update(zip(msg.ids, msg.statuses, strict=True))
+        self._arrived.set()
 
     # ------------------------------------------------------------------ API
 
@@ -205,7 +126,7 @@ class Client(Operations):
 
         async def one(req: int, data: bytes) -> SubmitReply:
             async with window:
-                return await self._exchange(req, data, Submit.TYPE, SubmitReply)
+                return await self.conn.exchange(req, data, Submit.TYPE, SubmitReply)
 
         messages = self._submits(tasks, watch, brief)
         replies = await asyncio.gather(*(one(req, data) for req, data in messages))

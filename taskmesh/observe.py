@@ -14,16 +14,15 @@ from typing import Any
 import click
 
 from runtime.settings import options
+from taskmesh import command
 from taskmesh.config import ClientConfig
 from taskmesh.statustext import inspect_text, status_text
 from taskmesh.views import dumps, status_view, worker_view
 from taskmesh.watching import one_worker, watch_status
 
-json_flag = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-
 
 @click.command("status", short_help="Show tasks, workers, and why tasks wait.")
-@json_flag
+@command.json_flag
 @click.option(
     "--check",
     is_flag=True,
@@ -59,12 +58,10 @@ def status_command(
 ) -> None:
     """Show the manager's tasks (by state, success rate, rate, why some wait) and workers
     (host, pid, skill, kinds, capacity, running tasks, done and failed, last heard)."""
-    from taskmesh import cli
-
-    cfg = cli._client_config(values)
+    cfg = command.client_config(values)
 
     async def go() -> None:
-        async with cli._connect(cfg) as client:
+        async with command.connect(cfg) as client:
             if watch and not check:
                 await watch_status(client, as_json, verbose, interval)
                 return
@@ -78,21 +75,19 @@ def status_command(
         click.echo(dumps(status_view(reply)) if as_json else status_text(reply, verbose))
 
     with contextlib.suppress(KeyboardInterrupt):
-        cli._run(go())
+        command.run(go())
 
 
 @click.command("inspect", short_help="Show one worker in detail.")
 @click.argument("worker")
-@json_flag
+@command.json_flag
 @options(ClientConfig)
 def inspect_command(worker: str, as_json: bool, **values: Any) -> None:
     """Show one worker (WORKER: its id or its name) in detail, with the tasks it runs."""
-    from taskmesh import cli
-
-    cfg = cli._client_config(values)
+    cfg = command.client_config(values)
 
     async def go() -> None:
-        async with cli._connect(cfg) as client:
+        async with command.connect(cfg) as client:
             info = one_worker(await client.status(worker), worker)
             if as_json:  # the worker object, as in 'status --json' (with every running id)
                 click.echo(dumps(worker_view(info)))
@@ -100,4 +95,4 @@ def inspect_command(worker: str, as_json: bool, **values: Any) -> None:
             running = await client.tasks(info.tasks[:100]) if info.tasks else []
         click.echo(inspect_text(info, running))
 
-    cli._run(go())
+    command.run(go())

@@ -16,11 +16,10 @@ import click
 
 from protocol import TASK_FILTERS, ActionReply, HistoryReply, TaskStatus
 from runtime.settings import options
+from taskmesh import command
 from taskmesh.config import ClientConfig
 from taskmesh.table import render
 from taskmesh.views import action_view, dumps, history_view, iso, purge_view
-
-json_flag = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 
 #: What ``purge --state`` accepts: finished tasks only.
 PURGEABLE = sorted(str(s) for s in TASK_FILTERS - {"", TaskStatus.QUEUED, TaskStatus.RUNNING})
@@ -53,7 +52,7 @@ class Duration(click.ParamType[float]):
 
 @click.command("cancel", short_help="Cancel tasks (queued or running).", epilog=ACTION_EXITS)
 @click.argument("ids", nargs=-1, required=True)
-@json_flag
+@command.json_flag
 @options(ClientConfig)
 def cancel_command(ids: tuple[str, ...], as_json: bool, **values: Any) -> None:
     """Cancel tasks IDS: a queued one never runs, a running one is stopped on its worker
@@ -63,7 +62,7 @@ def cancel_command(ids: tuple[str, ...], as_json: bool, **values: Any) -> None:
 
 @click.command("retry", short_help="Run finished tasks again.", epilog=ACTION_EXITS)
 @click.argument("ids", nargs=-1, required=True)
-@json_flag
+@command.json_flag
 @options(ClientConfig)
 def retry_command(ids: tuple[str, ...], as_json: bool, **values: Any) -> None:
     """Run finished tasks IDS again, each as a new attempt (its earlier attempts stay in
@@ -72,16 +71,14 @@ def retry_command(ids: tuple[str, ...], as_json: bool, **values: Any) -> None:
 
 
 def _act(action: str, ids: tuple[str, ...], as_json: bool, values: dict[str, Any]) -> None:
-    from taskmesh import cli
-
-    cfg = cli._client_config(values)
+    cfg = command.client_config(values)
 
     async def go() -> ActionReply:
-        async with cli._connect(cfg) as client:
+        async with command.connect(cfg) as client:
             act = client.cancel if action == "cancel" else client.retry
             return await act(list(ids))
 
-    reply = cli._run(go())
+    reply = command.run(go())
     if as_json:
         click.echo(dumps(action_view(reply)))
     else:
@@ -94,7 +91,7 @@ def _act(action: str, ids: tuple[str, ...], as_json: bool, values: dict[str, Any
             click.echo(f"{refusal.id}: {refusal.message}", err=True)
     if reply.refused:
         done = "cancelled" if action == "cancel" else "retried"
-        raise cli.Failed(f"{len(reply.refused)} of {len(set(ids))} task(s) not {done}")
+        raise command.Failed(f"{len(reply.refused)} of {len(set(ids))} task(s) not {done}")
 
 
 @click.command(
@@ -117,22 +114,20 @@ def _act(action: str, ids: tuple[str, ...], as_json: bool, values: dict[str, Any
     metavar="DURATION",
     help="Only tasks that finished at least this long ago (90s, 15m, 2h, 7d) [default: all].",
 )
-@json_flag
+@command.json_flag
 @options(ClientConfig)
 def purge_command(state: str, older_than: float, as_json: bool, **values: Any) -> None:
     """Remove finished tasks and their history from the journal; prints how many.
 
     Their ids are forgotten: submitting one again runs it anew.
     """
-    from taskmesh import cli
-
-    cfg = cli._client_config(values)
+    cfg = command.client_config(values)
 
     async def go() -> int:
-        async with cli._connect(cfg) as client:
+        async with command.connect(cfg) as client:
             return await client.purge(state, older_than)
 
-    purged = cli._run(go())
+    purged = command.run(go())
     if as_json:
         click.echo(dumps(purge_view(purged, state, older_than)))
     else:
@@ -145,20 +140,18 @@ def purge_command(state: str, older_than: float, as_json: bool, **values: Any) -
     epilog="Exit codes: 0 shown; 1 some id is unknown; 4 the manager refused or did not answer.",
 )
 @click.argument("ids", nargs=-1, required=True)
-@json_flag
+@command.json_flag
 @options(ClientConfig)
 def history_command(ids: tuple[str, ...], as_json: bool, **values: Any) -> None:
     """Show every recorded attempt of tasks IDS: retried errors, attempts whose worker was
     lost, results a retry replaced, and the final result (last)."""
-    from taskmesh import cli
-
-    cfg = cli._client_config(values)
+    cfg = command.client_config(values)
 
     async def go() -> list[HistoryReply]:
-        async with cli._connect(cfg) as client:
+        async with command.connect(cfg) as client:
             return [await client.history(task_id) for task_id in ids]
 
-    replies = cli._run(go())
+    replies = command.run(go())
     unknown = [r.task.id for r in replies if r.task.state == TaskStatus.UNKNOWN]
     if as_json:
         click.echo(dumps([history_view(r) for r in replies]))
@@ -167,7 +160,7 @@ def history_command(ids: tuple[str, ...], as_json: bool, **values: Any) -> None:
         for task_id in unknown:
             click.echo(f"{task_id}: no such task", err=True)
     if unknown:
-        raise cli.Failed(f"{len(unknown)} unknown task(s)")
+        raise command.Failed(f"{len(unknown)} unknown task(s)")
 
 
 def history_text(reply: HistoryReply) -> str:

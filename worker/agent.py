@@ -49,7 +49,6 @@ from worker.link import Link, ManagerLink
 from worker.patience import Patience
 from worker.session import (
     FATAL_ERRORS,
-    REFUSAL_LOG_EVERY,
     Session,
     SubStep,
     SubWatch,
@@ -120,7 +119,6 @@ class Worker(AgentBase):
         self._sub = SubWatch(clock())
         self._refused: WorkerRefused | None = None
         self.patience = Patience(cfg.name, f"{cfg.host}:{cfg.port}")
-        self._refusal_logged = -float("inf")
         self._drain_task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self._handlers: dict[type[Message], Handler] = {
@@ -387,11 +385,7 @@ class Worker(AgentBase):
                 logger.info("{}: the manager does not know us, registering again", self.name)
                 self._go_offline()
         elif msg.code == "id_taken":  # retried: the holder may be our own dead connection
-            self.patience.refusal = msg.message[:200]
-            now = self.clock()
-            if now - self._refusal_logged >= REFUSAL_LOG_EVERY:
-                self._refusal_logged = now
-                logger.warning("{}: registration refused: {}; retrying", self.name, msg.message)
+            self.patience.refused(self.clock(), msg.message)
         else:
             logger.warning("{}: manager reported {}: {}", self.name, msg.code, msg.message)
 

@@ -15,6 +15,8 @@ FIRST = 5.0
 LONGEST = 300.0
 #: Seconds of waiting after which the line is a warning.
 WORRYING = 60.0
+#: Seconds between two log lines about a refused registration that is retried.
+REFUSAL_LOG_EVERY = 10.0
 
 
 class Patience:
@@ -25,6 +27,15 @@ class Patience:
         self._next = FIRST
         #: Why the last registration was not accepted, if the manager said.
         self.refusal = ""
+        self._refusal_logged = -float("inf")
+
+    def refused(self, now: float, why: str) -> None:
+        """A registration was refused for a reason that may pass (``id_taken``): retried,
+        logged at most every ``REFUSAL_LOG_EVERY`` seconds."""
+        self.refusal = why[:200]
+        if now - self._refusal_logged >= REFUSAL_LOG_EVERY:
+            self._refusal_logged = now
+            logger.warning("{}: registration refused: {}; retrying", self.name, why)
 
     def waiting(self, now: float) -> None:
         """Still without a manager at ``now`` (called at every registration attempt)."""

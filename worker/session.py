@@ -26,8 +26,6 @@ class Session(StrEnum):
 
 #: Error codes after which registering again cannot help: the worker stops.
 FATAL_ERRORS = frozenset({"version", "workspace", "identity", "registration", "forbidden"})
-#: Seconds between two log lines about a refused registration that is retried.
-REFUSAL_LOG_EVERY = 10.0
 #: Liveness windows in PROBING without a probe before the worker registers again.
 PROBE_WINDOWS = 2
 
