@@ -129,7 +129,11 @@ class Client(Operations):
                 return await self.conn.exchange(req, data, Submit.TYPE, SubmitReply)
 
         messages = self._submits(tasks, watch, brief)
-        replies = await asyncio.gather(*(one(req, data) for req, data in messages))
+        if len(messages) == 1:  # the common case: no Task per message
+            ((req, data),) = messages
+            replies = [await self.conn.exchange(req, data, Submit.TYPE, SubmitReply)]
+        else:
+            replies = await asyncio.gather(*(one(req, data) for req, data in messages))
         if watch:
             for reply in replies:
                 self.epoch = reply.epoch
@@ -302,7 +306,8 @@ class Client(Operations):
             left = KEEPALIVE if deadline is None else min(KEEPALIVE, deadline - time.monotonic())
             self._arrived.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), max(0.0, left))
+                async with asyncio.timeout(max(0.0, left)):  # no Task per wait (wait_for's)
+                    await self._arrived.wait()
 
     def _check_watches(self, reply: WatchReply, pending: set[str], sink: Sink) -> None:
         """Fewer ids watched than still pending: a push was dropped (this client did not

@@ -286,7 +286,8 @@ class TaskRunner(WorkerHooks):
     async def _flush_loop(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._window())
+                async with asyncio.timeout(self._window()):  # no Task per wait, as wait_for makes
+                    await self._wake.wait()
             self._wake.clear()
             self.flush(self.worker.clock())
 
