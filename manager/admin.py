@@ -47,7 +47,7 @@ from protocol import (
     decode,
     encode,
 )
-from runtime.agent import AgentBase, PeerAgent, now_ns
+from runtime.agent import YIELD_EVERY, AgentBase, PeerAgent, now_ns
 from runtime.keys import load_secret
 from runtime.supervise import supervise
 
@@ -107,6 +107,7 @@ class Admin(AgentBase):
             counters=counters,
         )
         self.counters = self.endpoint.counters
+        self._sends = 0  # application sends (broadcast, send_direct), for _breathe
         self._keys_checked = clock()
         #: A worker key was revoked: the PUB is re-opened so that every subscriber
         #: authenticates again (a revoked one's open connection would go on receiving).
@@ -161,10 +162,10 @@ class Admin(AgentBase):
 
     async def broadcast(self, data: bytes) -> None:
         """Send ``data`` to every connected agent (they get it in ``on_message``)."""
-        self.endpoint.publish(
-            Broadcast(sender=self.id, seq=self._next_seq(), time=now_ns(), data=bytes(data))
-        )
+        seq = self._next_seq()
+        self.endpoint.publish(Broadcast(sender=self.id, seq=seq, time=now_ns(), data=bytes(data)))
         await self.endpoint.flush()
+        await self._breathe()
 
     async def send_direct(self, agent_id: str, data: bytes) -> None:
         """Send ``data`` to one connected agent; ``LookupError`` if it is not connected."""
@@ -174,6 +175,14 @@ class Admin(AgentBase):
         msg = Direct(sender=self.id, target=agent_id, seq=0, time=now_ns(), data=bytes(data))
         self.endpoint.post(rec.route, msg)
         await self.endpoint.flush()
+        await self._breathe()
+
+    async def _breathe(self) -> None:
+        """A send that never waits (the PUB's fast path) must not starve the heartbeats:
+        a loop of ``broadcast`` calls lets the timers run every ``YIELD_EVERY`` sends."""
+        self._sends += 1
+        if self._sends % YIELD_EVERY == 0:
+            await asyncio.sleep(0)
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -163,6 +163,29 @@ def test_agent_started_before_the_admin_connects_when_it_comes_up(cluster: Clust
     cluster.run(go())
 
 
+def test_a_long_broadcast_loop_does_not_starve_the_heartbeats(cluster: Cluster) -> None:
+    """``broadcast`` in a tight loop for longer than the liveness window: the admin's
+    heartbeats still go out, so no agent takes it for dead and reconnects (which lost
+    every broadcast sent meanwhile: the PUB's send never waits, so the loop never
+    yielded)."""
+
+    async def go() -> None:
+        async with admin_running(interval=0.1) as admin:  # a 0.3 s liveness window
+            await join(cluster, admin, "w1", "w2")
+            sent, started = 0, time.monotonic()
+            while time.monotonic() - started < 0.8 and sent < 200_000:
+                await admin.broadcast(b"burst %d" % sent)
+                sent += 1
+            await admin.broadcast(b"count?")
+            replies = sorted(m[1] for m in await messages(admin, 2))
+            assert admin.left.empty(), "an agent was lost during the flood"
+            for reply in replies:
+                _, name, got, missed = reply.split(b":")
+                assert (int(got), int(missed)) == (sent, 0), f"{name!r} of {sent}: {reply!r}"
+
+    cluster.run(go())
+
+
 def test_broadcast_burst_loses_nothing_silently(cluster: Cluster) -> None:
     """Ceylon drops about 30% of a burst without a word; here every message is
     delivered or counted as missed by the receiver's sequence check."""
