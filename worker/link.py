@@ -29,7 +29,7 @@ from protocol import HEARTBEAT_INTERVAL, LIVENESS, Message, ProtocolError, decod
 from runtime.agent import YIELD_EVERY
 from runtime.handshake import HandshakeWatch
 from runtime.keys import CurveClient
-from runtime.sockets import configure, drain, liveness_options, send_frames, tcp
+from runtime.sockets import configure, drain_bodies, liveness_options, send_frames, tcp
 from runtime.supervise import cancelling
 from runtime.throttle import Throttle
 
@@ -232,15 +232,15 @@ class ManagerLink:
             if sub is None:
                 await asyncio.sleep(0.02)
                 continue
-            try:
-                batch = [await sub.recv_multipart()]
-                batch += drain(sub, YIELD_EVERY - 1)
+            try:  # one frame per message on a PUB: plain receives, no frame lists
+                batch = [await sub.recv()]
+                batch += drain_bodies(sub, YIELD_EVERY - 1)
             except (zmq.ZMQError, asyncio.CancelledError):
                 if sub is self._sub or cancelling():
                     raise
                 continue  # replaced (a new PUB endpoint, or renewed)
-            for frames in batch:
-                msg = self._decode(frames, "broadcast")
+            for body in batch:
+                msg = self._decode([body], "broadcast")
                 if msg is not None:
                     yield msg
             await asyncio.sleep(0)  # a flood of broadcasts must not starve heartbeats
