@@ -68,7 +68,9 @@ class ManagerConfig(AgentConfig):
     )
     db: str = setting(
         "taskmesh.db",
-        help="SQLite journal file (':memory:' keeps nothing: a restart forgets every task).",
+        help="SQLite journal file. ':memory:' keeps no file: a restart forgets every task, and "
+        "only live tasks and the last 100,000 results are kept (in memory, about 100 MB at most "
+        "for small tasks; older results read as unknown).",
         metavar="PATH",
     )
     fsync: bool = setting(
