@@ -35,7 +35,7 @@ COPY . .
 RUN python3 -m pip wheel --quiet --no-deps --no-index --find-links /build-wheels \
         --wheel-dir /wheels . \
     && python3 -m pip --python /opt/taskmesh/bin/python install --quiet --dry-run \
-        --no-index --find-links /wheels taskmesh \
+        --no-index --find-links /wheels 'taskmesh[metrics]' \
     && python3 -m pip --python /opt/taskmesh/bin/python install --quiet --no-deps \
         --no-index --no-warn-script-location --root /stage /wheels/taskmesh-*.whl
 
@@ -68,7 +68,7 @@ ENV PATH=/opt/taskmesh/bin:${PATH} \
     TASKMESH_DB=/data/taskmesh.db
 USER taskmesh
 WORKDIR /data
-EXPOSE 8888 8889
+EXPOSE 8888 8889 9100
 # Healthy once the manager answers (workers are not required: they wait for a
 # healthy manager). In a worker's container the same check asks its manager.
 HEALTHCHECK --interval=10s --timeout=10s --start-period=30s --retries=3 \

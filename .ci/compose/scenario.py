@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -201,6 +202,18 @@ def phase_demo() -> None:
     for state in taskmesh("results", *SEED):
         name, _ = SEED[state["id"]]
         check(state["result"]["worker"] == name, f"task {state['id']} ran on the wrong worker")
+    # The published metrics port: Prometheus text and the status page's data.
+    metrics = http_get("/metrics")
+    check('taskmesh_workers{state="connected"} 3.0' in metrics, "metrics: 3 workers connected")
+    check('taskmesh_results_total{status="succeeded"}' in metrics, "metrics: no succeeded count")
+    page = json.loads(http_get("/status.json"))
+    check(len(page["workers"]) >= 3, f"status page: workers {page.get('workers')!r:.200}")
+
+
+def http_get(path: str) -> str:
+    url = f"http://127.0.0.1:{os.environ.get('TASKMESH_PUBLISH_METRICS_PORT', '9100')}{path}"
+    with urllib.request.urlopen(url, timeout=10) as answer:  # our own loopback port
+        return str(answer.read().decode())
 
 
 def echo_tasks(prefix: str, count: int, difficulty: int = 2) -> list[dict[str, Any]]:
@@ -285,7 +298,8 @@ def phase_image() -> None:
     cfg = json.loads(run(["docker", "image", "inspect", "taskmesh:local"]))[0]["Config"]
     check(cfg["User"] == "taskmesh", f"user {cfg['User']!r}")
     check(cfg["Entrypoint"] == ["taskmesh"], f"entrypoint {cfg['Entrypoint']}")
-    check(set(cfg["ExposedPorts"]) == {"8888/tcp", "8889/tcp"}, f"ports {cfg['ExposedPorts']}")
+    ports = {"8888/tcp", "8889/tcp", "9100/tcp"}
+    check(set(cfg["ExposedPorts"]) == ports, f"ports {cfg['ExposedPorts']}")
     check(bool(cfg.get("Healthcheck")), "no healthcheck")
     find = "find /opt /data /app /src /tmp -name '*.egg-info' -o -name build -o -name '*.whl'"
     image_sh = ["docker", "run", "--rm", "--entrypoint", "sh", "taskmesh:local", "-c"]

@@ -21,13 +21,14 @@ PROJECT=taskmesh-ci-$$-$(date +%s)
 export COMPOSE_PROJECT_NAME=$PROJECT COMPOSE_PROGRESS=quiet
 export BASE_IMAGE
 # The cluster's ports on the host: free ones, so that nothing else is disturbed.
-read -r TASKMESH_PUBLISH_PORT TASKMESH_PUBLISH_PUB_PORT < <(python3 -c '
+read -r TASKMESH_PUBLISH_PORT TASKMESH_PUBLISH_PUB_PORT TASKMESH_PUBLISH_METRICS_PORT < <(python3 -c '
 import socket
-socks = [socket.socket() for _ in range(2)]
+socks = [socket.socket() for _ in range(3)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))')
-export TASKMESH_PUBLISH_ADDR=127.0.0.1 TASKMESH_PUBLISH_PORT TASKMESH_PUBLISH_PUB_PORT
+export TASKMESH_PUBLISH_ADDR=127.0.0.1 TASKMESH_PUBLISH_PORT TASKMESH_PUBLISH_PUB_PORT \
+    TASKMESH_PUBLISH_METRICS_PORT
 started=$(now)
 timings=()
 phase_start=$started
