@@ -26,6 +26,7 @@ import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
 
 from manager.schema import create
 from manager.store import (
@@ -44,6 +45,7 @@ from protocol.codec import pack, plain, unpack
 
 #: Ids per ``IN (...)`` query (SQLite's default limit on bound variables is 32,766).
 CHUNK = 500
+V = TypeVar("V")
 #: Seconds an assignment waits before it is written (most short tasks finish first).
 ASSIGN_DELAY = 0.2
 
@@ -278,25 +280,19 @@ class Journal:
 
     def done(self, ids: Sequence[str]) -> dict[str, Done]:
         out: dict[str, Done] = {}
-        missing = []
-        for task_id in ids:
-            hit = self.recent.entry(task_id)
-            if hit is not None:
-                out[task_id] = hit
-            else:
-                missing.append(task_id)
-        for start in range(0, len(missing), CHUNK):
-            chunk = missing[start : start + CHUNK]
-            marks = ",".join("?" * len(chunk))
-            cur = self._db.execute(
-                "SELECT seq, spec, result, owner FROM tasks "
-                f"WHERE state = 'done' AND id IN ({marks})",
-                chunk,
-            )
-            for seq, spec, result, owner in cur:
-                task = build(TaskSpec, unpack(spec))
-                out[task.id] = (seq, task, build(TaskResult, unpack(result)), owner)
+        missing = _split(ids, self.recent.entry, out)
+        for seq, spec, result, owner in self._done_rows("seq, spec, result, owner", missing):
+            task = build(TaskSpec, unpack(spec))
+            out[task.id] = (seq, task, build(TaskResult, unpack(result)), owner)
         return out
+
+    def _done_rows(self, columns: str, ids: list[str]) -> Iterator[tuple[Any, ...]]:
+        """``columns`` of the finished tasks among ``ids``, read in chunks of ``CHUNK``."""
+        for start in range(0, len(ids), CHUNK):
+            chunk = ids[start : start + CHUNK]
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT {columns} FROM tasks WHERE state = 'done' AND id IN ({marks})"
+            yield from self._db.execute(sql, chunk)
 
     def tally(self) -> dict[str, int]:
         """Final results by status (``succeeded``, ``failed`` ...) as committed."""
@@ -326,23 +322,10 @@ class Journal:
     def final_owned(self, ids: Sequence[str]) -> dict[str, tuple[TaskState, str]]:
         """The final states of those of ``ids`` that are done, with their owners."""
         out: dict[str, tuple[TaskState, str]] = {}
-        missing = []
-        for task_id in ids:
-            hit = self.recent.get(task_id)
-            if hit is not None:
-                out[task_id] = hit
-            else:
-                missing.append(task_id)
-        for start in range(0, len(missing), CHUNK):
-            chunk = missing[start : start + CHUNK]
-            marks = ",".join("?" * len(chunk))
-            cur = self._db.execute(
-                f"SELECT spec, result, owner FROM tasks WHERE state = 'done' AND id IN ({marks})",
-                chunk,
-            )
-            for spec, result, owner in cur:
-                state = _state(spec, result)
-                out[state.id] = (state, owner)
+        missing = _split(ids, self.recent.get, out)
+        for spec, result, owner in self._done_rows("spec, result, owner", missing):
+            state = _state(spec, result)
+            out[state.id] = (state, owner)
         return out
 
     def final(self, ids: Sequence[str], owner: str | None = None) -> dict[str, TaskState]:
@@ -368,3 +351,15 @@ class Journal:
 
 def _state(spec: bytes, result: bytes) -> TaskState:
     return final_state(build(TaskSpec, unpack(spec)), build(TaskResult, unpack(result)))
+
+
+def _split(ids: Sequence[str], cached: Callable[[str], V | None], out: dict[str, V]) -> list[str]:
+    """Put the ids ``cached`` knows into ``out``; return the others (to read from the file)."""
+    missing = []
+    for task_id in ids:
+        hit = cached(task_id)
+        if hit is not None:
+            out[task_id] = hit
+        else:
+            missing.append(task_id)
+    return missing

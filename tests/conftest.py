@@ -18,6 +18,7 @@ import pytest
 from runtime.keys import CurveClient
 from taskmesh.client import Client
 from taskmesh.procs import Proc, spawn, start_manager
+from tests.helpers.fakes import ManagerHarness
 
 T = TypeVar("T")
 
@@ -99,6 +100,20 @@ def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]
                 sys.stdout.write(
                     f"\n--- {proc.name} (exit {proc.popen.returncode}) ---\n{proc.log()}\n"
                 )
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    """Where an in-process manager keeps its journal."""
+    return tmp_path / "journal.db"
+
+
+@pytest.fixture
+def mgr(db: Path) -> Iterator[ManagerHarness]:
+    """The manager's whole logic in process: a fake transport and a fake clock."""
+    harness = ManagerHarness(db)
+    yield harness
+    harness.close()
 
 
 @pytest.fixture

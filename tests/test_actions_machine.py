@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,18 +39,6 @@ from tests.helpers.fakes import ManagerHarness
 from tests.test_manager_security import Ring
 
 CLIENT = "client-1"
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "journal.db"
-
-
-@pytest.fixture
-def mgr(db: Path) -> Iterator[ManagerHarness]:
-    harness = ManagerHarness(db)
-    yield harness
-    harness.close()
 
 
 def submit(m: ManagerHarness, *specs: TaskSpec, watch: bool = False, key: str = "") -> None:

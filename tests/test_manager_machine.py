@@ -8,10 +8,7 @@ messages; the end-to-end tests prove the same wiring with real processes.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from protocol import (
     PROTOCOL_VERSION,
@@ -42,18 +39,6 @@ from protocol import (
 from tests.helpers.fakes import ManagerHarness
 
 CLIENT = "client-1"
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "journal.db"
-
-
-@pytest.fixture
-def mgr(db: Path) -> Iterator[ManagerHarness]:
-    harness = ManagerHarness(db)
-    yield harness
-    harness.close()
 
 
 def submit(m: ManagerHarness, *specs: TaskSpec, req: int = 1) -> SubmitReply:

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from loguru import logger
 
 from protocol import (
@@ -39,18 +37,6 @@ from worker.patience import Patience
 
 SKILL_9 = "no worker with skill >= 9 (best: 7)"
 NOPE = "no worker runs kind 'nope'"
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "journal.db"
-
-
-@pytest.fixture
-def mgr(db: Path) -> Iterator[ManagerHarness]:
-    harness = ManagerHarness(db)
-    yield harness
-    harness.close()
 
 
 def states(m: ManagerHarness, *ids: str) -> dict[str, TaskState]:
