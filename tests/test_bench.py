@@ -73,3 +73,13 @@ def test_bad_bench_arguments_are_clear_errors() -> None:
         result = CliRunner().invoke(main, ["bench", *args])
         assert result.exit_code == 2, result.output
         assert needle in result.output
+
+
+def test_sleep_tasks_with_a_payload_all_succeed() -> None:
+    row = bench(
+        "--tasks", "200", "--duration", "0.001", "--payload", "100", "--trips", "0",
+        "--no-raw", "--workers", "1",
+    )  # fmt: skip
+    assert isinstance(row, dict)
+    assert (row["task_seconds"], row["payload_bytes"]) == (0.001, 100)
+    assert row["statuses"] == {"succeeded": 200}  # a text payload would fail every one

@@ -69,7 +69,13 @@ def _with(load: Load, name: str, value: str) -> Load:
     show_default=True,
     help="Seconds each task sleeps (0: no-op tasks).",
 )
-@click.option("--payload", type=click.IntRange(0, 200_000), default=0, help="Payload bytes.")
+@click.option(
+    "--payload",
+    type=click.IntRange(0, 200_000),
+    default=0,
+    help="Bytes of data per task: the payload of echo/noop tasks (echo returns them); "
+    "sleep tasks, whose payload is their seconds, carry them in the task's description.",
+)
 @click.option("--difficulty", default="1", show_default=True, help="1-10, or 'mix'.")
 @click.option(
     "--trips",

@@ -101,14 +101,31 @@ def cluster(load: Load) -> Iterator[tuple[Local, str, int]]:
 
 
 def specs(load: Load, start: int, count: int, prefix: str) -> list[TaskSpec]:
+    """Tasks ``start`` .. ``start + count - 1``.
+
+    ``sleep``'s payload is its number of seconds (PROTOCOL.md §9.3.6), so a
+    sleep task carries its ``load.payload`` bytes in ``description`` instead:
+    they travel to the worker and into the journal, not back in the result.
+    """
     kind = "sleep" if load.duration > 0 else ("echo" if load.payload else "noop")
-    payload: object = load.duration if load.duration > 0 else None
-    if load.payload:
-        payload = "x" * load.payload
+    data = "x" * load.payload if load.payload else None
+    if kind == "sleep":
+        payload: object = load.duration
+        description = data or ""
+    else:
+        payload, description = data, ""
     out = []
     for i in range(start, start + count):
         difficulty = 1 + i % 10 if load.difficulty == "mix" else int(load.difficulty)
-        out.append(TaskSpec(id=f"{prefix}{i}", kind=kind, difficulty=difficulty, payload=payload))
+        out.append(
+            TaskSpec(
+                id=f"{prefix}{i}",
+                kind=kind,
+                difficulty=difficulty,
+                payload=payload,
+                description=description,
+            )
+        )
     return out
 
 
