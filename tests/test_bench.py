@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from taskmesh.bench.load import Load, specs
 from taskmesh.cli import main
 
 pytestmark = pytest.mark.slow
@@ -69,6 +70,9 @@ def test_bad_bench_arguments_are_clear_errors() -> None:
         (["--sweep", "workers=a,b"], "workers='a'"),
         (["--difficulty", "11"], "1-10"),
         (["--journal", "tape"], "--journal"),
+        (["--kind", "echo,paint"], "'paint' is not a built-in kind (echo, noop, simulate, sleep)"),
+        (["--kind", "echo=0"], "whole number 1-1000"),
+        (["--kind", "noop", "--duration", "1"], "sleep and simulate"),
     ):
         result = CliRunner().invoke(main, ["bench", *args])
         assert result.exit_code == 2, result.output
@@ -83,3 +87,21 @@ def test_sleep_tasks_with_a_payload_all_succeed() -> None:
     assert isinstance(row, dict)
     assert (row["task_seconds"], row["payload_bytes"]) == (0.001, 100)
     assert row["statuses"] == {"succeeded": 200}  # a text payload would fail every one
+
+
+def test_kinds_take_turns_by_weight() -> None:
+    load = Load(kinds=(("echo", 3), ("sleep", 1)), duration=0.5, payload=4)
+    tasks = specs(load, 0, 8, "t-")
+    assert [t.kind for t in tasks] == ["echo", "echo", "echo", "sleep"] * 2
+    assert [t.payload for t in tasks[2:4]] == ["xxxx", 0.5]
+    assert tasks[3].description == "xxxx"
+
+
+def test_a_mix_of_every_built_in_kind_succeeds() -> None:
+    row = bench(
+        "--tasks", "200", "--kind", "echo=2,noop", "--kind", "sleep,simulate", "--duration",
+        "0.001", "--difficulty", "mix", "--payload", "10", "--trips", "0", "--no-raw",
+    )  # fmt: skip
+    assert isinstance(row, dict)
+    assert row["kinds"] == {"echo": 2, "noop": 1, "sleep": 1, "simulate": 1}
+    assert row["statuses"] == {"succeeded": 200}

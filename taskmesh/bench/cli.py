@@ -12,6 +12,7 @@ import click
 
 from taskmesh.bench.load import JOURNALS, Load, run_load
 from taskmesh.bench.report import figures, sweep_table, table, write
+from worker.kinds import BUILTIN
 
 SWEEPABLE = ("workers", "capacity", "payload", "tasks", "journal", "duration")
 
@@ -23,6 +24,32 @@ def _sweep(text: str | None) -> tuple[str, list[str]] | None:
     if name not in SWEEPABLE or not values:
         raise click.BadParameter(f"expected NAME=V1,V2,... with NAME one of {', '.join(SWEEPABLE)}")
     return name, [v for v in values.split(",") if v]
+
+
+def _kinds(values: tuple[str, ...], duration: float) -> tuple[tuple[str, int], ...]:
+    """``--kind`` values (``echo``, ``echo=3,noop=1``, repeatable) as (kind, weight) pairs."""
+    weights: dict[str, int] = {}
+    for item in (part.strip() for value in values for part in value.split(",")):
+        if not item:
+            continue
+        name, eq, weight = item.partition("=")
+        if name not in BUILTIN:
+            raise click.BadParameter(
+                f"{name!r} is not a built-in kind ({', '.join(sorted(BUILTIN))})",
+                param_hint="--kind",
+            )
+        if eq and not (weight.isdigit() and 1 <= int(weight) <= 1000):
+            raise click.BadParameter(
+                f"{item!r}: the weight after '=' must be a whole number 1-1000",
+                param_hint="--kind",
+            )
+        weights[name] = weights.get(name, 0) + (int(weight) if eq else 1)
+    if values and duration > 0 and not weights.keys() & {"sleep", "simulate"}:
+        raise click.BadParameter(
+            "--duration applies to sleep and simulate tasks; add one of them",
+            param_hint="--kind",
+        )
+    return tuple(weights.items())
 
 
 def _with(load: Load, name: str, value: str) -> Load:
@@ -78,6 +105,15 @@ def _with(load: Load, name: str, value: str) -> Load:
 )
 @click.option("--difficulty", default="1", show_default=True, help="1-10, or 'mix'.")
 @click.option(
+    "--kind",
+    "kinds",
+    multiple=True,
+    metavar="KIND[=WEIGHT],...",
+    help=f"Built-in kinds to submit, in turn by weight ({', '.join(sorted(BUILTIN))}; "
+    "repeatable, e.g. echo=3,noop=1). Default: sleep with --duration, echo with --payload, "
+    "else noop. sleep tasks sleep --duration s; simulate ones difficulty x --duration s.",
+)
+@click.option(
     "--trips",
     type=click.IntRange(0, 100_000),
     default=500,
@@ -117,6 +153,7 @@ def bench_command(
     """
     if values["difficulty"] != "mix" and values["difficulty"] not in {str(n) for n in range(1, 11)}:
         raise click.BadParameter("expected 1-10 or 'mix'", param_hint="--difficulty")
+    values["kinds"] = _kinds(values["kinds"], values["duration"])
     load = Load(**values)
     plan = _sweep(sweep)
     loads = [_with(load, plan[0], v) for v in plan[1]] if plan else [load]

@@ -42,6 +42,10 @@ class Load:
     duration: float = 0.0  # seconds a task sleeps (0: the no-op kind)
     payload: int = 0  # bytes of payload per task
     difficulty: str = "1"  # a number 1-10, or "mix" (1-10 in turn)
+    #: Built-in kinds with their weights, in turn (``(("echo", 3), ("noop", 1))``: three echo
+    #: tasks then one noop, over and over); empty: sleep with a duration, echo with a payload,
+    #: else noop.
+    kinds: tuple[tuple[str, int], ...] = ()
     trips: int = 500  # single-task round trips measured after the run
     host: str = ""  # a running manager to use instead of starting one
     port: int = 0
@@ -92,6 +96,7 @@ def cluster(load: Load) -> Iterator[tuple[Local, str, int]]:
             local.manager, port = start_manager("manager", args, logs)
             for n in range(load.workers):
                 wargs = ["--port", str(port), "--name", f"w{n}", "--skill", "10"]
+                wargs += ["--time-scale", str(load.duration)]  # simulate: difficulty x duration
                 wargs += ["--capacity", str(load.capacity), "--log-level", "WARNING"]
                 local.workers.append(spawn(f"w{n}", "worker", wargs, logs))
             yield local, "127.0.0.1", port
@@ -100,30 +105,36 @@ def cluster(load: Load) -> Iterator[tuple[Local, str, int]]:
                 proc.stop()
 
 
+def kinds(load: Load) -> dict[str, int]:
+    """The kinds ``load`` submits, each with its weight."""
+    if load.kinds:
+        return dict(load.kinds)
+    return {"sleep" if load.duration > 0 else ("echo" if load.payload else "noop"): 1}
+
+
 def specs(load: Load, start: int, count: int, prefix: str) -> list[TaskSpec]:
-    """Tasks ``start`` .. ``start + count - 1``.
+    """Tasks ``start`` .. ``start + count - 1``, their kinds in turn by weight.
 
     ``sleep``'s payload is its number of seconds (PROTOCOL.md §9.3.6), so a
     sleep task carries its ``load.payload`` bytes in ``description`` instead:
     they travel to the worker and into the journal, not back in the result.
+    Other kinds carry them as their payload (echo returns it; noop and
+    simulate ignore it; simulate takes difficulty x ``load.duration`` seconds).
     """
-    kind = "sleep" if load.duration > 0 else ("echo" if load.payload else "noop")
+    turn = [kind for kind, weight in kinds(load).items() for _ in range(weight)]
     data = "x" * load.payload if load.payload else None
-    if kind == "sleep":
-        payload: object = load.duration
-        description = data or ""
-    else:
-        payload, description = data, ""
     out = []
     for i in range(start, start + count):
+        kind = turn[i % len(turn)]
         difficulty = 1 + i % 10 if load.difficulty == "mix" else int(load.difficulty)
+        sleep = kind == "sleep"
         out.append(
             TaskSpec(
                 id=f"{prefix}{i}",
                 kind=kind,
                 difficulty=difficulty,
-                payload=payload,
-                description=description,
+                payload=load.duration if sleep else data,
+                description=data or "" if sleep else "",
             )
         )
     return out

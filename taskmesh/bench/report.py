@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from taskmesh.bench.load import Load, Outcome
+from taskmesh.bench.load import Load, Outcome, kinds
 from taskmesh.table import render
 
 
@@ -21,6 +21,7 @@ def figures(load: Load, got: Outcome, raw: dict[str, dict[str, float]]) -> dict[
         "capacity": load.capacity,
         "journal": load.journal,
         "payload_bytes": load.payload,
+        "kinds": kinds(load),
         "task_seconds": load.duration,
         "seconds": round(got.seconds, 3),
         "tasks_per_s": round(got.tasks_per_s, 1),
@@ -96,7 +97,9 @@ def table(row: dict[str, Any]) -> str:
         )
     title = (
         f"{row['tasks']:,} tasks, {row['workers']} workers x capacity {row['capacity']}, "
-        f"journal {row['journal']}, {row['seconds']:.2f}s"
+        f"journal {row['journal']}, kinds "
+        + ",".join(f"{k}={w}" for k, w in row["kinds"].items())
+        + f", {row['seconds']:.2f}s"
     )
     rows = [line + [""] * (4 - len(line)) for line in lines]
     return title + "\n\n" + render(["", "taskmesh", "raw pyzmq", "ratio"], rows)
