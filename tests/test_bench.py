@@ -10,6 +10,8 @@ from click.testing import CliRunner
 
 from taskmesh.bench.load import Load, specs
 from taskmesh.cli import main
+from tests.conftest import Cluster
+from tests.helpers.ops import connected, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -73,6 +75,7 @@ def test_bad_bench_arguments_are_clear_errors() -> None:
         (["--kind", "echo,paint"], "'paint' is not a built-in kind (echo, noop, simulate, sleep)"),
         (["--kind", "echo=0"], "whole number 1-1000"),
         (["--kind", "noop", "--duration", "1"], "sleep and simulate"),
+        (["--host", "127.0.0.1", "--sweep", "workers=1,2"], "running cluster sets workers"),
     ):
         result = CliRunner().invoke(main, ["bench", *args])
         assert result.exit_code == 2, result.output
@@ -105,3 +108,26 @@ def test_a_mix_of_every_built_in_kind_succeeds() -> None:
     assert isinstance(row, dict)
     assert row["kinds"] == {"echo": 2, "noop": 1, "sleep": 1, "simulate": 1}
     assert row["statuses"] == {"succeeded": 200}
+
+
+def test_against_a_running_cluster_it_counts_its_workers_and_measures_no_foreign_process(
+    cluster: Cluster,
+) -> None:
+    cluster.manager()
+    for name in ("a", "b", "c"):
+        cluster.worker(name, 10, "--capacity", "20")
+    wait_until(connected(cluster, 3), what="3 workers connected")
+    at = ["--host", "127.0.0.1", "--port", str(cluster.port), "--tasks", "300", "--trips", "5"]
+
+    row = bench(*at, "--no-raw")
+    assert isinstance(row, dict)
+    assert row["workers"] == 3  # connected ones, not the --workers default
+    assert row["statuses"] == {"succeeded": 300}
+    assert 0 < row["rtt_p50_us"] <= row["rtt_p99_us"]
+    for key in ("manager_us_per_task", "worker_us_per_task", "manager_peak_rss_mb",
+                "worker_peak_rss_mb", "manager_rss_growth_mb_per_100k"):  # fmt: skip
+        assert row[key] is None, key  # not started here: not measured, not 0.0
+    shown = CliRunner().invoke(main, ["bench", *at, "--no-raw"])
+    assert shown.exit_code == 0, shown.output
+    assert "manager n/a, workers n/a" in shown.stdout
+    assert "manager peak n/a" in shown.stdout

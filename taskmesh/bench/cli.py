@@ -71,9 +71,9 @@ def _with(load: Load, name: str, value: str) -> Load:
 @click.option(
     "--workers",
     type=click.IntRange(1, 64),
-    default=2,
-    show_default=True,
-    help="Worker processes started.",
+    default=None,
+    help="Worker processes started [default: 2]; with --host, the connected workers to "
+    "wait for [default: 1] (the bench counts and reports all that are connected).",
 )
 @click.option(
     "--capacity",
@@ -126,7 +126,12 @@ def _with(load: Load, name: str, value: str) -> Load:
 @click.option(
     "--out", type=click.Path(file_okay=False), default=None, help="Write JSON/table/plot."
 )
-@click.option("--host", default="", help="Use the running manager at HOST (starts nothing).")
+@click.option(
+    "--host",
+    default="",
+    help="Use the running manager at HOST (starts nothing; CPU and memory of processes "
+    "the bench did not start are reported as n/a / null).",
+)
 @click.option(
     "--port",
     type=click.IntRange(1, 65535),
@@ -154,8 +159,15 @@ def bench_command(
     if values["difficulty"] != "mix" and values["difficulty"] not in {str(n) for n in range(1, 11)}:
         raise click.BadParameter("expected 1-10 or 'mix'", param_hint="--difficulty")
     values["kinds"] = _kinds(values["kinds"], values["duration"])
+    if values["workers"] is None:
+        values["workers"] = 1 if values["host"] else 2
     load = Load(**values)
     plan = _sweep(sweep)
+    if plan and load.host and plan[0] in ("workers", "capacity", "journal"):
+        raise click.BadParameter(
+            f"with --host the running cluster sets {plan[0]}; sweep something else",
+            param_hint="--sweep",
+        )
     loads = [_with(load, plan[0], v) for v in plan[1]] if plan else [load]
     rows = [_one(item, raw, broadcast, quiet=as_json) for item in loads]
     param = plan[0] if plan else None

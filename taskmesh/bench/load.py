@@ -53,16 +53,19 @@ class Load:
 
 @dataclass
 class Outcome:
+    """What one run measured; ``None``: not measured (a process the bench did not start)."""
+
     tasks: int
     seconds: float
     statuses: dict[str, int]
+    workers: int = 0  # connected when the timed run began
     tasks_per_s: float = 0.0
-    manager_us_per_task: float = 0.0
-    worker_us_per_task: float = 0.0
+    manager_us_per_task: float | None = None
+    worker_us_per_task: float | None = None
     client_us_per_task: float = 0.0
-    manager_peak_rss_mb: float = 0.0
-    worker_peak_rss_mb: float = 0.0
-    manager_rss_growth_mb_per_100k: float = 0.0
+    manager_peak_rss_mb: float | None = None
+    worker_peak_rss_mb: float | None = None
+    manager_rss_growth_mb_per_100k: float | None = None
     status_ms: float = 0.0
     rtt_us: dict[str, float] = field(default_factory=dict)
 
@@ -140,9 +143,13 @@ def specs(load: Load, start: int, count: int, prefix: str) -> list[TaskSpec]:
     return out
 
 
-async def _connected(client: Client, want: int, timeout: float = 60.0) -> None:
+async def _connected(client: Client, want: int, timeout: float = 60.0) -> int:
+    """Wait until at least ``want`` workers are connected; return how many are."""
     deadline = time.monotonic() + timeout
-    while sum(w.state == "connected" for w in (await client.status()).workers) < want:
+    while True:
+        count = sum(w.state == "connected" for w in (await client.status()).workers)
+        if count >= want:
+            return count
         if time.monotonic() > deadline:
             raise TimeoutError(f"{want} workers did not connect within {timeout:.0f}s")
         await asyncio.sleep(0.05)
@@ -196,9 +203,10 @@ async def _measure(
     load: Load, local: Local, host: str, port: int, show: Callable[[str], None] | None
 ) -> Outcome:
     async with Client(host, port, timeout=60) as client:
-        await _connected(client, load.workers if not load.host else 1)
+        await _connected(client, load.workers)
         warm = min(max(load.tasks // 50, 500), 5000)  # lets the manager learn the kind is short
         await _push(client, load, warm, "warm-", Progress(warm, None))
+        workers = await _connected(client, load.workers)
         before = {p.pid: cpu_seconds(p.pid) for p in local.procs}
         me = os.getpid()
         before[me] = cpu_seconds(me)
@@ -207,7 +215,9 @@ async def _measure(
         started = time.perf_counter()
         statuses = await _push(client, load, load.tasks, "t-", progress)
         seconds = time.perf_counter() - started
-        outcome = Outcome(tasks=load.tasks, seconds=seconds, statuses=dict(statuses))
+        outcome = Outcome(
+            tasks=load.tasks, seconds=seconds, statuses=dict(statuses), workers=workers
+        )
         outcome.client_us_per_task = (cpu_seconds(me) - before[me]) / load.tasks * 1e6
         outcome.tasks_per_s = load.tasks / seconds
         if local.manager is not None:

@@ -10,6 +10,15 @@ from taskmesh.bench.load import Load, Outcome, kinds
 from taskmesh.table import render
 
 
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _na(value: float | None, spec: str) -> str:
+    """``value`` formatted, or ``n/a`` when it was not measured (``--host``)."""
+    return "n/a" if value is None else format(value, spec)
+
+
 def figures(load: Load, got: Outcome, raw: dict[str, dict[str, float]]) -> dict[str, Any]:
     """The run as one flat JSON object (the keys scripts read)."""
     dispatch, trip = raw.get("dispatch", {}), raw.get("round_trip", {})
@@ -17,7 +26,7 @@ def figures(load: Load, got: Outcome, raw: dict[str, dict[str, float]]) -> dict[
     raw_p50 = trip.get("rtt_p50_us", 0.0)
     out: dict[str, Any] = {
         "tasks": load.tasks,
-        "workers": load.workers,
+        "workers": got.workers,
         "capacity": load.capacity,
         "journal": load.journal,
         "payload_bytes": load.payload,
@@ -33,13 +42,13 @@ def figures(load: Load, got: Outcome, raw: dict[str, dict[str, float]]) -> dict[
         "raw_rtt_p50_us": round(raw_p50, 1),
         "raw_rtt_p99_us": round(trip.get("rtt_p99_us", 0.0), 1),
         "rtt_ratio": round(got.rtt_us["p50"] / raw_p50, 3) if raw_p50 and got.rtt_us else None,
-        "manager_us_per_task": round(got.manager_us_per_task, 2),
-        "worker_us_per_task": round(got.worker_us_per_task, 2),
+        "manager_us_per_task": _round(got.manager_us_per_task, 2),
+        "worker_us_per_task": _round(got.worker_us_per_task, 2),
         "client_us_per_task": round(got.client_us_per_task, 2),
         "raw_router_us_per_task": round(dispatch.get("router_us_per_task", 0.0), 2),
-        "manager_peak_rss_mb": round(got.manager_peak_rss_mb, 1),
-        "worker_peak_rss_mb": round(got.worker_peak_rss_mb, 1),
-        "manager_rss_growth_mb_per_100k": round(got.manager_rss_growth_mb_per_100k, 2),
+        "manager_peak_rss_mb": _round(got.manager_peak_rss_mb, 1),
+        "worker_peak_rss_mb": _round(got.worker_peak_rss_mb, 1),
+        "manager_rss_growth_mb_per_100k": _round(got.manager_rss_growth_mb_per_100k, 2),
         "status_ms": round(got.status_ms, 2),
         "statuses": got.statuses,
     }
@@ -75,14 +84,15 @@ def table(row: dict[str, Any]) -> str:
         ["round trip p95 / p99 (us)", f"{row['rtt_p95_us']:,.0f} / {row['rtt_p99_us']:,.0f}"],
         [
             "CPU per task (us)",
-            f"manager {row['manager_us_per_task']:.1f}, workers {row['worker_us_per_task']:.1f}, "
+            f"manager {_na(row['manager_us_per_task'], '.1f')}, "
+            f"workers {_na(row['worker_us_per_task'], '.1f')}, "
             f"client {row['client_us_per_task']:.1f}",
             f"router {row['raw_router_us_per_task']:.1f}",
         ],
         [
             "memory (MB)",
-            f"manager peak {row['manager_peak_rss_mb']:.0f}, "
-            f"+{row['manager_rss_growth_mb_per_100k']:.1f} per 100k tasks",
+            f"manager peak {_na(row['manager_peak_rss_mb'], '.0f')}, "
+            f"{_na(row['manager_rss_growth_mb_per_100k'], '+.1f')} per 100k tasks",
         ],
         ["status round trip (ms)", f"{row['status_ms']:.2f}"],
     ]
@@ -114,8 +124,8 @@ def sweep_table(param: str, rows: list[dict[str, Any]]) -> str:
             f"{r['raw_tasks_per_s']:,.0f}",
             r["ratio"],
             f"{r['rtt_p50_us']:,.0f}",
-            r["manager_us_per_task"],
-            r["manager_rss_growth_mb_per_100k"],
+            _na(r["manager_us_per_task"], ""),
+            _na(r["manager_rss_growth_mb_per_100k"], ""),
         ]
         for r in rows
     ]
