@@ -131,3 +131,11 @@ def test_against_a_running_cluster_it_counts_its_workers_and_measures_no_foreign
     assert shown.exit_code == 0, shown.output
     assert "manager n/a, workers n/a" in shown.stdout
     assert "manager peak n/a" in shown.stdout
+
+
+def test_progress_into_a_pipe_is_plain_lines() -> None:
+    result = CliRunner().invoke(main, ["bench", "--tasks", "300", "--trips", "0", "--no-raw"])
+    assert result.exit_code == 0, result.output
+    assert "\r" not in result.stderr  # no counter rewritten in place outside a terminal
+    assert "300/300 tasks done, 0 failed" in result.stderr
+    assert "throughput (tasks/s)" in result.stdout

@@ -189,7 +189,7 @@ def _one(load: Load, raw: bool, broadcast: bool, quiet: bool) -> dict[str, Any]:
 
     def say(text: str) -> None:
         if not quiet:
-            click.echo(f"\r{text}   ", nl=False, err=True)
+            click.echo(text, err=True)
 
     baselines: dict[str, dict[str, Any]] = {}
     if raw:
@@ -198,14 +198,13 @@ def _one(load: Load, raw: bool, broadcast: bool, quiet: bool) -> dict[str, Any]:
         if load.trips:
             say("raw pyzmq: round trips ...")
             baselines["round_trip"] = round_trip(load.trips, warmup=max(10, load.trips // 10))
-    got = run_load(load, show=say)
+    say("taskmesh ...")
+    got = run_load(load, show=not quiet)
     if broadcast:
         say("broadcast ...")
         baselines["broadcast"] = broadcast_rate(load.workers, 100_000)
         if raw:
             baselines["pubsub"] = pubsub_rate(200_000, subscribers=load.workers)
-    if not quiet:
-        click.echo("", err=True)
     return figures(load, got, baselines)
 
 

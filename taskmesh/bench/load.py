@@ -13,15 +13,16 @@ import os
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from protocol import TaskSpec
 from taskmesh.bench.procstat import cpu_seconds, rss_mb
-from taskmesh.client import Client
+from taskmesh.client import Client, ProgressFn
 from taskmesh.procs import Proc, spawn, start_manager
+from taskmesh.progress import Progress
 
 JOURNALS = ("memory", "file", "fsync")
 #: Tasks submitted (and built) per step, and steps in flight at once: the bench never
@@ -156,7 +157,7 @@ async def _connected(client: Client, want: int, timeout: float = 60.0) -> int:
 
 
 async def _push(
-    client: Client, load: Load, total: int, prefix: str, progress: Progress
+    client: Client, load: Load, total: int, prefix: str, progress: Chunks
 ) -> Counter[str]:
     """Submit ``total`` tasks in pipelined chunks while waiting for them all."""
     tally: Counter[str] = Counter()
@@ -167,53 +168,52 @@ async def _push(
         chunk = specs(load, start, min(CHUNK, total - start), prefix)
         await client.submit(chunk, watch=True, brief=True)
         ids = [s.id for s in chunk]
-        waits.append(asyncio.ensure_future(client.count(ids, progress=progress.step(len(ids)))))
+        waits.append(asyncio.ensure_future(client.count(ids, progress=progress.step())))
     for counted in await asyncio.gather(*waits):
         tally.update(counted)
     return tally
 
 
-class Progress:
-    """Done/total with rate on stderr (one line, rewritten; silent when not wanted)."""
+class Chunks:
+    """One progress over the waits of every chunk (each reports its own done and failed)."""
 
-    def __init__(self, total: int, show: Callable[[str], None] | None) -> None:
+    def __init__(self, total: int, report: ProgressFn | None) -> None:
         self.total = total
-        self.show = show
+        self.report = report
         self.done = 0
-        self.started = time.monotonic()
-        self._shown = 0.0
+        self.failed = 0
 
-    def step(self, size: int) -> Callable[[int, int, int], None]:
-        last = 0
+    def step(self) -> ProgressFn:
+        last_done = last_failed = 0
 
-        def update(done: int, _failed: int, _total: int) -> None:
-            nonlocal last
-            self.done += done - last
-            last = done
-            now = time.monotonic()
-            if self.show is not None and (now - self._shown > 0.25 or self.done == self.total):
-                self._shown = now
-                rate = self.done / max(now - self.started, 1e-9)
-                self.show(f"{self.done:,}/{self.total:,} tasks, {rate:,.0f}/s")
+        def update(done: int, failed: int, _total: int) -> None:
+            nonlocal last_done, last_failed
+            self.done += done - last_done
+            self.failed += failed - last_failed
+            last_done, last_failed = done, failed
+            if self.report is not None:
+                self.report(self.done, self.failed, self.total)
 
         return update
 
 
-async def _measure(
-    load: Load, local: Local, host: str, port: int, show: Callable[[str], None] | None
-) -> Outcome:
+async def _measure(load: Load, local: Local, host: str, port: int, show: bool) -> Outcome:
     async with Client(host, port, timeout=60) as client:
         await _connected(client, load.workers)
         warm = min(max(load.tasks // 50, 500), 5000)  # lets the manager learn the kind is short
-        await _push(client, load, warm, "warm-", Progress(warm, None))
+        await _push(client, load, warm, "warm-", Chunks(warm, None))
         workers = await _connected(client, load.workers)
         before = {p.pid: cpu_seconds(p.pid) for p in local.procs}
         me = os.getpid()
         before[me] = cpu_seconds(me)
         rss_before = rss_mb(local.manager.pid) if local.manager else 0.0
-        progress = Progress(load.tasks, show)
+        bar = Progress(load.tasks) if show else None
         started = time.perf_counter()
-        statuses = await _push(client, load, load.tasks, "t-", progress)
+        try:
+            statuses = await _push(client, load, load.tasks, "t-", Chunks(load.tasks, bar))
+        finally:
+            if bar is not None:
+                bar.close()
         seconds = time.perf_counter() - started
         outcome = Outcome(
             tasks=load.tasks, seconds=seconds, statuses=dict(statuses), workers=workers
@@ -253,8 +253,11 @@ async def round_trips(client: Client, load: Load) -> dict[str, float]:
     return {f"p{p}": times[min(len(times) - 1, len(times) * p // 100)] for p in (50, 95, 99)}
 
 
-def run_load(load: Load, show: Callable[[str], None] | None = None) -> Outcome:
-    """Run ``load`` (starting and stopping its processes) and measure it."""
+def run_load(load: Load, show: bool = False) -> Outcome:
+    """Run ``load`` (starting and stopping its processes) and measure it.
+
+    ``show``: progress of the timed run on stderr (a bar on a terminal, plain lines elsewhere).
+    """
     if load.journal not in JOURNALS:
         raise ValueError(f"journal must be one of {', '.join(JOURNALS)}")
     with cluster(load) as (local, host, port):
