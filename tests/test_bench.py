@@ -139,3 +139,11 @@ def test_progress_into_a_pipe_is_plain_lines() -> None:
     assert "\r" not in result.stderr  # no counter rewritten in place outside a terminal
     assert "300/300 tasks done, 0 failed" in result.stderr
     assert "throughput (tasks/s)" in result.stdout
+
+
+def test_the_dispatch_baseline_runs_with_the_runs_workers_and_payload() -> None:
+    row = bench("--tasks", "300", "--trips", "0", "--workers", "3", "--payload", "2000")
+    assert isinstance(row, dict)
+    assert row["statuses"] == {"succeeded": 300}
+    assert (row["raw_workers"], row["raw_payload_bytes"]) == (row["workers"], 2000) == (3, 2000)
+    assert row["payload_bytes"] == 2000

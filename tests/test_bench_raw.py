@@ -94,3 +94,12 @@ def test_cli_prints_one_json_object_with_all_three_baselines() -> None:
     assert results["dispatch"]["answered"] == 50
     assert results["round_trip"]["trips"] == 10
     assert results["pubsub"]["lost"] == 0
+
+
+def test_dispatch_takes_the_worker_count_and_payload_size_it_is_given() -> None:
+    result = dispatch_rate(tasks=100, workers=3, payload=5000, timeout=30)
+
+    assert result["answered"] == 100
+    assert (result["workers"], result["payload_bytes"]) == (3, 5000)
+    assert (result["min_per_worker"], result["max_per_worker"]) == (33, 34)
+    assert our_children() == []

@@ -192,19 +192,21 @@ def _one(load: Load, raw: bool, broadcast: bool, quiet: bool) -> dict[str, Any]:
             click.echo(text, err=True)
 
     baselines: dict[str, dict[str, Any]] = {}
-    if raw:
-        say("raw pyzmq: one message per task ...")
-        baselines["dispatch"] = dispatch_rate(min(load.tasks, 200_000))
+    say("taskmesh ...")
+    got = run_load(load, show=not quiet)
+    if raw:  # after the run: it needs the run's worker count (--host: as connected)
+        say(f"raw pyzmq: one message per task to {got.workers} workers ...")
+        baselines["dispatch"] = dispatch_rate(
+            min(load.tasks, 200_000), workers=got.workers, payload=load.payload
+        )
         if load.trips:
             say("raw pyzmq: round trips ...")
             baselines["round_trip"] = round_trip(load.trips, warmup=max(10, load.trips // 10))
-    say("taskmesh ...")
-    got = run_load(load, show=not quiet)
     if broadcast:
         say("broadcast ...")
-        baselines["broadcast"] = broadcast_rate(load.workers, 100_000)
+        baselines["broadcast"] = broadcast_rate(got.workers, 100_000)
         if raw:
-            baselines["pubsub"] = pubsub_rate(200_000, subscribers=load.workers)
+            baselines["pubsub"] = pubsub_rate(200_000, subscribers=got.workers)
     return figures(load, got, baselines)
 
 

@@ -35,6 +35,8 @@ def figures(load: Load, got: Outcome, raw: dict[str, dict[str, float]]) -> dict[
         "seconds": round(got.seconds, 3),
         "tasks_per_s": round(got.tasks_per_s, 1),
         "raw_tasks_per_s": round(raw_rate, 1),
+        "raw_workers": dispatch.get("workers"),  # the baseline's, equal to the run's
+        "raw_payload_bytes": dispatch.get("payload_bytes"),
         "ratio": round(got.tasks_per_s / raw_rate, 3) if raw_rate else None,
         "rtt_p50_us": round(got.rtt_us.get("p50", 0.0), 1),
         "rtt_p95_us": round(got.rtt_us.get("p95", 0.0), 1),

@@ -33,7 +33,7 @@ def table(results: dict[str, dict[str, float]]) -> str:
     a, b, c = results["dispatch"], results["round_trip"], results["pubsub"]
     rows = [
         (
-            "(a) ROUTER -> 2 DEALER, 1 msg/task",
+            f"(a) ROUTER -> {a['workers']:.0f} DEALER, 1 msg/task",
             f"{a['tasks_per_s']:,.0f} tasks/s",
             f"router {a['router_us_per_task']:.1f} us/task, workers {a['worker_us_per_task']:.1f}",
         ),

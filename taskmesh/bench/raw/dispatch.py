@@ -1,8 +1,10 @@
 """Baseline (a): one message per task through an asyncio ROUTER to DEALER worker processes.
 
-The ROUTER sends small msgpack tasks round-robin, at most ``window`` unanswered
-per worker; each worker answers every task with one result message; the ROUTER
-drains the replies in batches (NOBLOCK until ``Again``).
+The ROUTER sends msgpack tasks round-robin, at most ``window`` unanswered per
+worker; each worker answers every task with one result message that echoes the
+task's payload (``payload`` bytes of text, or the task's number when 0, as
+taskmesh's echo and noop tasks); the ROUTER drains the replies in batches
+(NOBLOCK until ``Again``).
 """
 
 from __future__ import annotations
@@ -27,14 +29,22 @@ from taskmesh.bench.raw.children import (
 
 
 def dispatch_rate(
-    tasks: int = 50_000, workers: int = 2, window: int = 500, timeout: float = 60.0
+    tasks: int = 50_000,
+    workers: int = 2,
+    window: int = 500,
+    timeout: float = 60.0,
+    payload: int = 0,
 ) -> dict[str, float]:
     """Baseline (a): tasks per second, one message per task, replies drained in batches."""
     positive(tasks=tasks, workers=workers, window=window, timeout=timeout)
-    return asyncio.run(_dispatch(tasks, workers, window, timeout))
+    if payload < 0:
+        raise ValueError(f"payload must not be negative, got {payload}")
+    return asyncio.run(_dispatch(tasks, workers, window, timeout, payload))
 
 
-async def _dispatch(tasks: int, workers: int, window: int, timeout: float) -> dict[str, float]:
+async def _dispatch(
+    tasks: int, workers: int, window: int, timeout: float, payload: int
+) -> dict[str, float]:
     deadline = time.monotonic() + timeout
     ctx = zmq.asyncio.Context()
     router = ctx.socket(zmq.ROUTER)
@@ -54,7 +64,7 @@ async def _dispatch(tasks: int, workers: int, window: int, timeout: float) -> di
                     idents.append(ident)
             cpu0 = time.process_time()
             t0 = time.perf_counter()
-            counts = await _pump(router, sync, idents, tasks, window, deadline)
+            counts = await _pump(router, sync, idents, tasks, window, deadline, payload)
             seconds = time.perf_counter() - t0
             cpu = time.process_time() - cpu0
             worker_cpu = 0.0
@@ -76,6 +86,7 @@ async def _dispatch(tasks: int, workers: int, window: int, timeout: float) -> di
         "tasks": tasks,
         "workers": workers,
         "window": window,
+        "payload_bytes": payload,
         "answered": answered,
         "min_per_worker": min(counts),
         "max_per_worker": max(counts),
@@ -93,6 +104,7 @@ async def _pump(
     tasks: int,
     window: int,
     deadline: float,
+    payload: int,
 ) -> list[int]:
     """Send ``tasks`` round-robin within each worker's window; drain replies until all are in."""
     index = {ident: n for n, ident in enumerate(idents)}
@@ -100,12 +112,13 @@ async def _pump(
     counts = [0] * len(idents)
     seen = bytearray(tasks)
     sent = done = 0
+    data = "x" * payload if payload else None
     while done < tasks:
         while sent < tasks:
             n = sent % len(idents)
             if inflight[n] >= window:
                 break
-            task = {"type": "task", "id": sent, "kind": "echo", "payload": sent}
+            task = {"type": "task", "id": sent, "kind": "echo", "payload": data or sent}
             try:
                 sync.send_multipart([idents[n], pack(task)], zmq.NOBLOCK)
             except zmq.Again:
