@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,11 @@ def test_a_small_run_records_every_task_and_its_figures_agree() -> None:
     assert row["manager_us_per_task"] > 0
     assert row["worker_us_per_task"] > 0
     assert row["manager_peak_rss_mb"] > 0
+    each = row["per_worker"]
+    assert [w["name"] for w in each] == ["w0", "w1"]
+    assert all(w["us_per_task"] > 0 and w["peak_rss_mb"] > 0 for w in each)
+    assert sum(w["us_per_task"] for w in each) == pytest.approx(row["worker_us_per_task"], abs=0.02)
+    assert max(w["peak_rss_mb"] for w in each) == pytest.approx(row["worker_peak_rss_mb"], abs=0.1)
 
 
 def test_a_sweep_writes_one_row_per_value(tmp_path: Path) -> None:
@@ -127,10 +133,12 @@ def test_against_a_running_cluster_it_counts_its_workers_and_measures_no_foreign
     for key in ("manager_us_per_task", "worker_us_per_task", "manager_peak_rss_mb",
                 "worker_peak_rss_mb", "manager_rss_growth_mb_per_100k"):  # fmt: skip
         assert row[key] is None, key  # not started here: not measured, not 0.0
+    assert row["per_worker"] is None
     shown = CliRunner().invoke(main, ["bench", *at, "--no-raw"])
     assert shown.exit_code == 0, shown.output
     assert "manager n/a, workers n/a" in shown.stdout
     assert "manager peak n/a" in shown.stdout
+    assert "per worker (us/task, peak MB)  n/a" in shown.stdout
 
 
 def test_progress_into_a_pipe_is_plain_lines() -> None:
@@ -139,6 +147,7 @@ def test_progress_into_a_pipe_is_plain_lines() -> None:
     assert "\r" not in result.stderr  # no counter rewritten in place outside a terminal
     assert "300/300 tasks done, 0 failed" in result.stderr
     assert "throughput (tasks/s)" in result.stdout
+    assert re.search(r"per worker \(us/task, peak MB\) +w0 [\d.]+ / \d+, w1 ", result.stdout)
 
 
 def test_the_dispatch_baseline_runs_with_the_runs_workers_and_payload() -> None:

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from protocol import TaskSpec
 from taskmesh.bench.procstat import cpu_seconds, rss_mb
@@ -67,6 +68,8 @@ class Outcome:
     manager_peak_rss_mb: float | None = None
     worker_peak_rss_mb: float | None = None
     manager_rss_growth_mb_per_100k: float | None = None
+    #: Each started worker: ``name``, ``us_per_task`` (its CPU over all tasks), ``peak_rss_mb``.
+    per_worker: list[dict[str, Any]] | None = None
     status_ms: float = 0.0
     rtt_us: dict[str, float] = field(default_factory=dict)
 
@@ -229,9 +232,16 @@ async def _measure(load: Load, local: Local, host: str, port: int, show: bool) -
             growth = rss_mb(manager) - rss_before
             outcome.manager_rss_growth_mb_per_100k = growth / load.tasks * 100_000
         if local.workers:
-            used = [cpu_seconds(w.pid) - before[w.pid] for w in local.workers]
-            outcome.worker_us_per_task = sum(used) / load.tasks * 1e6
-            outcome.worker_peak_rss_mb = max(rss_mb(w.pid, peak=True) for w in local.workers)
+            outcome.per_worker = [
+                {
+                    "name": w.name,
+                    "us_per_task": (cpu_seconds(w.pid) - before[w.pid]) / load.tasks * 1e6,
+                    "peak_rss_mb": rss_mb(w.pid, peak=True),
+                }
+                for w in local.workers
+            ]
+            outcome.worker_us_per_task = sum(w["us_per_task"] for w in outcome.per_worker)
+            outcome.worker_peak_rss_mb = max(w["peak_rss_mb"] for w in outcome.per_worker)
         t = time.perf_counter()
         await client.status()
         outcome.status_ms = (time.perf_counter() - t) * 1000

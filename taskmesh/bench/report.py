@@ -45,12 +45,22 @@ def figures(load: Load, got: Outcome, raw: dict[str, dict[str, float]]) -> dict[
         "raw_rtt_p99_us": round(trip.get("rtt_p99_us", 0.0), 1),
         "rtt_ratio": round(got.rtt_us["p50"] / raw_p50, 3) if raw_p50 and got.rtt_us else None,
         "manager_us_per_task": _round(got.manager_us_per_task, 2),
-        "worker_us_per_task": _round(got.worker_us_per_task, 2),
+        "worker_us_per_task": _round(got.worker_us_per_task, 2),  # all workers together
         "client_us_per_task": round(got.client_us_per_task, 2),
         "raw_router_us_per_task": round(dispatch.get("router_us_per_task", 0.0), 2),
         "manager_peak_rss_mb": _round(got.manager_peak_rss_mb, 1),
         "worker_peak_rss_mb": _round(got.worker_peak_rss_mb, 1),
         "manager_rss_growth_mb_per_100k": _round(got.manager_rss_growth_mb_per_100k, 2),
+        "per_worker": None
+        if got.per_worker is None
+        else [
+            {
+                "name": w["name"],
+                "us_per_task": round(w["us_per_task"], 2),
+                "peak_rss_mb": round(w["peak_rss_mb"], 1),
+            }
+            for w in got.per_worker
+        ],
         "status_ms": round(got.status_ms, 2),
         "statuses": got.statuses,
     }
@@ -95,6 +105,15 @@ def table(row: dict[str, Any]) -> str:
             "memory (MB)",
             f"manager peak {_na(row['manager_peak_rss_mb'], '.0f')}, "
             f"{_na(row['manager_rss_growth_mb_per_100k'], '+.1f')} per 100k tasks",
+        ],
+        [
+            "per worker (us/task, peak MB)",
+            "n/a"
+            if row["per_worker"] is None
+            else ", ".join(
+                f"{w['name']} {w['us_per_task']:.1f} / {w['peak_rss_mb']:.0f}"
+                for w in row["per_worker"]
+            ),
         ],
         ["status round trip (ms)", f"{row['status_ms']:.2f}"],
     ]
