@@ -335,7 +335,8 @@ class TaskService(AdminHooks):
         logger.info("{} after {:.2f}s; assigning", why, self.admin.clock() - self.admin.started)
 
     def schedule(self) -> None:
-        """Assign what can start now; the assignments leave after the batch's commit."""
+        """Assign what can start now; the assignments leave at the next flush, before its
+        commit (PROTOCOL.md §9.5: a restarted manager adopts what a worker holds)."""
         if not self._gate_open or not self.book.queued:
             return
         short = {kind for kind, took in self.durations.items() if took < SHORT_TASK}
