@@ -257,3 +257,24 @@ def test_the_status_page_numbers_follow_tasks_submitted_in_python(cluster: Clust
     status = json.loads(fetch(metrics_url(cluster) + "/status.json")[1])
     assert status["tasks"]["waiting"] == {"no worker connected": 1}
     assert status["workers"] == []
+
+
+def test_metric_counters_never_go_down_on_purge_or_retry(cluster: Cluster) -> None:
+    cluster.manager("--metrics-port", "0")
+    url, port = metrics_url(cluster), str(cluster.port)
+    submit(cluster, [TaskSpec(id=f"c{i}", difficulty=9) for i in range(3)])  # no worker: queued
+    assert taskmesh("cancel", "c0", "c1", "c2", "--port", port).exit_code == 0
+    first = scrape(url)
+    assert sample(first, "taskmesh_cancellations_total") == 3
+    assert sample(first, "taskmesh_results_total", status="cancelled") == 3
+    assert taskmesh("retry", "c0", "--port", port).exit_code == 0  # queued again
+    purged = taskmesh("purge", "--state", "cancelled", "--port", port)
+    assert (purged.exit_code, purged.stdout) == (0, "purged 2 task(s)\n")
+    after = scrape(url)
+    assert sample(after, "taskmesh_cancellations_total") == 3
+    assert sample(after, "taskmesh_results_total", status="cancelled") == 3
+    # What the journal still holds is a gauge, and says so.
+    assert sample(after, "taskmesh_tasks_done", status="cancelled") == 0
+    assert sample(after, "taskmesh_tasks", state="queued") == 1
+    assert taskmesh("cancel", "c0", "--port", port).exit_code == 0
+    assert sample(scrape(url), "taskmesh_cancellations_total") == 4
