@@ -191,7 +191,10 @@ def demo_command(as_json: bool, **values: Any) -> None:
     from taskmesh.demo import run_demo
 
     summary = run_demo(
-        time_scale=cfg.time_scale, policy=cfg.policy, log=lambda s: _info(s, as_json)
+        time_scale=cfg.time_scale,
+        policy=cfg.policy,
+        log=lambda s: _info(s, as_json),
+        progress=not as_json,
     )
     if as_json:
         click.echo(dumps({**summary, "tasks": [task_view(s) for s in summary["tasks"]]}))
