@@ -59,7 +59,7 @@ for _command in (
 @main.command(
     "submit",
     short_help="Submit tasks from a JSON file (and wait for them).",
-    epilog="Exit codes: " + "; ".join(f"{k} {v}" for k, v in command.EXIT_CODES.items()),
+    epilog="Exit codes: " + "; ".join(f"{k} {v}" for k, v in command.SUBMIT_EXIT_CODES.items()),
 )
 @click.argument("file", type=click.File("rb"))
 @click.option("--wait", "wait_", is_flag=True, help="Wait until every task has its final result.")

@@ -204,3 +204,13 @@ def test_status_check_needs_an_answer_and_workers(cluster: Cluster, unused_port:
     assert "1 worker(s) connected" in ok.stdout
     status = json.loads(taskmesh("status", "--json", "--port", port).stdout)
     assert [w["name"] for w in status["workers"]] == [socket.gethostname()]
+
+
+def test_submit_help_lists_its_own_exit_codes() -> None:
+    submit = helptext("submit")
+    assert "Exit codes: 0 every task succeeded" in submit
+    assert "3 gave up waiting (--timeout)" in submit
+    assert "some id was refused" not in submit  # cancel's and retry's, not submit's
+    assert "cancel, retry" not in submit
+    for action in ("cancel", "retry"):
+        assert "1 some id was refused" in helptext(action)
