@@ -140,8 +140,9 @@ def release(
     task = service.book.get(task_id)
     if task is None or task.state != TaskStatus.RUNNING:
         return  # already finished (e.g. by the deadline): nothing to re-queue
-    lost = manager_result(task, ResultStatus.WORKER_LOST, reason, time.time())
-    result = service.book.release(task_id, lost.finished, reason)
+    ran_by = service.ran_by(task)
+    lost = manager_result(task, ResultStatus.WORKER_LOST, reason, time.time(), ran_by)
+    result = service.book.release(task_id, lost.finished, reason, ran_by)
     if result is not None:
         given_up.append((task.seq, task, result))
         logger.warning("task {} given up: {}", task_id, reason)

@@ -168,6 +168,12 @@ class TaskService(AdminHooks):
         """May ``viewer`` (a client key; ``None``: everyone) see ``task``?"""
         return viewer is None or task.owner == viewer
 
+    def ran_by(self, task: Live) -> tuple[str, int]:
+        """The name and skill of the worker ``task``'s attempt is assigned to, for a result
+        the manager writes (``("", 0)`` when queued, or its worker is gone)."""
+        rec = self.admin.registry.get(task.worker_id) if task.worker_id else None
+        return ("", 0) if rec is None else (rec.name, rec.skill)
+
     # ------------------------------------------------------------------ workers
 
     def _on_results(self, ident: bytes, msg: Results) -> None:
@@ -296,7 +302,11 @@ class TaskService(AdminHooks):
                 worker.running.pop(task.spec.id, None)
             self.orphans.forget(task.spec.id)
             result = self.book.give_up(
-                task, ResultStatus.TIMEOUT, "no result by the deadline", time.time()
+                task,
+                ResultStatus.TIMEOUT,
+                "no result by the deadline",
+                time.time(),
+                self.ran_by(task),
             )
             logger.warning("task {} timed out on the manager's deadline", task.spec.id)
             given_up.append((task.seq, task, result))
