@@ -42,7 +42,9 @@ from taskmesh.watching import one_worker, watch_status
     show_default=True,
     help="Connected workers --check requires.",
 )
-@click.option("--verbose", "-v", is_flag=True, help="Also show the protocol counters.")
+@click.option(
+    "--verbose", "-v", is_flag=True, help="Also show the manager's id and the protocol counters."
+)
 @click.option("--watch", "-w", is_flag=True, help="Refresh until Ctrl-C (in place on a terminal).")
 @click.option(
     "--interval",

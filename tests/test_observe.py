@@ -97,7 +97,11 @@ def test_status_and_inspect_read_as_sections(cluster: Cluster, busy: tuple[Proc,
     for cell in (socket.gethostname(), str(alice.pid), "1: slow", "8 (2)", "connected"):
         assert cell in row, (cell, row)
     assert "rx.submit" not in text.stdout  # protocol counters only when asked
+    manager_id = json.loads(taskmesh("status", "--json", "--port", port).stdout)["manager"]["id"]
+    assert lines[0].startswith("manager manager, policy best-fit, up ")
+    assert manager_id not in text.stdout  # the internal id only when asked
     verbose = taskmesh("status", "--verbose", "--port", port).stdout
+    assert verbose.startswith(f"manager manager ({manager_id}), policy best-fit, up ")
     assert "counters (epoch" in verbose
     assert "rx.submit" in verbose
 
