@@ -218,6 +218,8 @@ class TaskService(AdminHooks):
                     result.task_id[:64],
                     result.attempt,
                     rec.name,
+                    task=result.task_id[:64],
+                    worker=rec.name,
                 )
         self._record(done)
         for data in wire.result_ack(msg.results, self.config.max_message_bytes):
@@ -244,6 +246,8 @@ class TaskService(AdminHooks):
                 result.status,
                 result.worker,
                 result.attempt,
+                task=result.task_id,
+                worker=result.worker or result.worker_id,
             )
             clients = self.watchers.finished(task.spec.id)
             state = None
@@ -275,7 +279,9 @@ class TaskService(AdminHooks):
     def on_lost(self, rec: AgentRecord, reason: str) -> None:
         given_up: list[tuple[int, Live, TaskResult]] = []
         if rec.running:
-            logger.info("{} held {} task(s): back to the queue", rec.name, len(rec.running))
+            logger.info(
+                "{} held {} task(s): back to the queue", rec.name, len(rec.running), worker=rec.name
+            )
         for task_id in list(rec.running):
             release(self, task_id, f"{rec.name} {reason}", given_up)
         rec.running.clear()
@@ -308,7 +314,12 @@ class TaskService(AdminHooks):
                 time.time(),
                 self.ran_by(task),
             )
-            logger.warning("task {} timed out on the manager's deadline", task.spec.id)
+            logger.warning(
+                "task {} timed out on the manager's deadline",
+                task.spec.id,
+                task=task.spec.id,
+                worker=result.worker or result.worker_id,
+            )
             given_up.append((task.seq, task, result))
         self._record(given_up)
         ripe = self.book.ripe(now)  # retries whose backoff is over

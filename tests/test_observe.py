@@ -282,3 +282,32 @@ def test_metric_counters_never_go_down_on_purge_or_retry(cluster: Cluster) -> No
     assert sample(after, "taskmesh_tasks", state="queued") == 1
     assert taskmesh("cancel", "c0", "--port", port).exit_code == 0
     assert sample(scrape(url), "taskmesh_cancellations_total") == 4
+
+
+def json_records(text: str) -> list[dict[str, Any]]:
+    """loguru's serialized records among a process's output lines."""
+    records = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            records.append(json.loads(line)["record"])
+    return records
+
+
+def test_json_logs_carry_the_task_and_the_worker(cluster: Cluster) -> None:
+    logs = ("--log-format", "json", "--log-level", "DEBUG")
+    manager = cluster.manager(*logs)
+    alice = cluster.worker("alice", 5, *HANDLERS, *logs)
+    wait_until(connected(cluster, 1), what="alice")
+    submit(cluster, [TaskSpec(id="traced", kind="noop")])
+    wait_done(cluster, ["traced"])
+    wait_until(lambda: '"task": "traced"' in alice.log(200_000), what="the worker's task line")
+    on_manager = json_records(manager.log(200_000))
+    assert on_manager, manager.log()
+    about = [r for r in on_manager if r["extra"].get("task") == "traced"]
+    assert about, [r["message"] for r in on_manager]
+    assert all(r["extra"]["worker"] == "alice" for r in about)
+    assert "traced" in about[-1]["message"]
+    joined = [r for r in on_manager if r["message"].startswith("alice connected")]
+    assert [r["extra"].get("worker") for r in joined] == ["alice"]
+    (ran,) = [r for r in json_records(alice.log(200_000)) if r["extra"].get("task") == "traced"]
+    assert (ran["extra"]["worker"], ran["extra"]["agent"]) == ("alice", "alice")
