@@ -22,6 +22,14 @@ TEST_JOBS ?= 4
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(TEST_JOBS)
 
+# The manager's status page rendered in headless Chromium (tests/browser; `make test`
+# deselects them: pyproject's addopts say -m 'not browser'). Fails, saying so, where
+# Chromium is not found: Debian `apt-get install chromium`, or CHROMIUM=/path/to/it.
+CHROMIUM ?= $(shell command -v chromium || command -v chromium-browser)
+test-browser: $(STAMP)
+	@test -x "$(CHROMIUM)" || { echo "make test-browser: Chromium not found (Debian: apt-get install chromium; or make test-browser CHROMIUM=/path/to/chromium)" >&2; exit 1; }
+	CHROMIUM="$(CHROMIUM)" $(BIN)/python -m pytest -m browser -s tests/browser
+
 # The docker-compose cluster, built and tested for real (root, Debian; see .ci/compose/test.sh).
 test-compose: $(STAMP)
 	bash .ci/compose/test.sh

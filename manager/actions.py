@@ -103,8 +103,10 @@ class TaskActions(AdminHooks):
             task = service.book.get(task_id)
             if task is None or not service.visible(task, viewer):
                 continue  # finished or unknown: refused below
+            ran_by = service.ran_by(task)  # the worker running it (its result keeps it)
             where = self._take_back(task, withdraw)
-            result = service.book.give_up(task, ResultStatus.CANCELLED, f"cancelled {where}", now)
+            message = f"cancelled {where}"
+            result = service.book.give_up(task, ResultStatus.CANCELLED, message, now, ran_by)
             given_up.append((task.seq, task, result))
             acted.append(TaskState(id=task_id, state=TaskStatus.DONE, attempt=task.attempt))
         service._record(given_up)  # durable in this batch; pushed to watchers after the commit

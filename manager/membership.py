@@ -72,7 +72,7 @@ class Membership:
             hook.on_joined(rec, old, msg)
         if old is not None:  # what the old record still holds is released, pending or not
             self.drop(old, "re-registered")
-        logger.debug("{} ({}) registered, probing its SUB", msg.name, msg.agent_id)
+        logger.debug("{} ({}) registered, probing its SUB", msg.name, msg.agent_id, worker=msg.name)
         admin.post(
             ident,
             Welcome(
@@ -149,7 +149,12 @@ class Membership:
             return
         rec.state = AgentState.DRAINING if rec.drain_requested else AgentState.CONNECTED
         logger.info(
-            "{} connected ({}, skill {}, capacity {})", rec.name, rec.role, rec.skill, rec.capacity
+            "{} connected ({}, skill {}, capacity {})",
+            rec.name,
+            rec.role,
+            rec.skill,
+            rec.capacity,
+            worker=rec.name,
         )
         admin.endpoint.publish(Joined(agent=ref_of(rec.detail)))
         others = [ref_of(r.detail) for r in admin.registry.connected() if r.id != rec.id]
@@ -172,7 +177,9 @@ class Membership:
             rec.drain_requested = True
         elif rec.state == AgentState.CONNECTED:
             rec.state = AgentState.DRAINING
-            logger.info("{} is draining: {} task(s) in flight", rec.name, len(rec.running))
+            logger.info(
+                "{} is draining: {} task(s) in flight", rec.name, len(rec.running), worker=rec.name
+            )
 
     def unknown(self, ident: bytes) -> None:
         self.admin.counters["unknown_peer"] += 1
@@ -192,13 +199,17 @@ class Membership:
                 rec.name,
                 len(rec.running),
                 registry.window,
+                worker=rec.name,
             )
 
     def reachable_again(self, ident: bytes, rec: AgentRecord, msg: Message) -> None:
         """Heard from ``rec`` again; if a message to it was lost, it must register again."""
         admin = self.admin
         logger.info(
-            "{} reachable again after {:.1f}s of silence", rec.name, admin.clock() - rec.last_seen
+            "{} reachable again after {:.1f}s of silence",
+            rec.name,
+            admin.clock() - rec.last_seen,
+            worker=rec.name,
         )
         if rec.missed and not isinstance(msg, Register):
             rec.missed = False
@@ -225,6 +236,7 @@ class Membership:
                 now - rec.last_seen,
                 len(rec.running),
                 admin.registry.grace,
+                worker=rec.name,
             )
 
     def drop(self, rec: AgentRecord, reason: str) -> None:
@@ -233,7 +245,7 @@ class Membership:
         if admin.registry.get(rec.id) is rec:
             admin.registry.remove(rec.id)
         level = "INFO" if reason.startswith(("left", "re-registered")) else "WARNING"
-        logger.log(level, "{} disconnected: {}", rec.name, reason)
+        logger.log(level, "{} disconnected: {}", rec.name, reason, worker=rec.name)
         if rec.announced:
             admin.endpoint.publish(Left(agent=ref_of(rec.detail), reason=reason))
             admin.peer_down(rec.id)

@@ -3,7 +3,12 @@
 One custom collector: when ``/metrics`` is fetched it reads the task book's
 counts, the finished tallies, the registry, the endpoint's counters and
 ``Stats``, on the manager's event loop (``manager.httpd``), so it sees one
-consistent state and nothing on the hot path knows about Prometheus.  The
+consistent state and nothing on the hot path knows about Prometheus.
+
+Counters only ever grow, from the manager's start: ``taskmesh_results_total``
+counts results recorded since then (``TaskBook.finished``), never the journal's
+finished rows, which ``purge`` and ``retry`` take away; those are the gauge
+``taskmesh_tasks_done{status}``.  The
 only per-task work done for metrics is the duration histogram
 (``Stats.durations``: a bisect and an increment per result, once metrics
 are on).  prometheus-client is the optional extra ``metrics``.
@@ -17,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from manager.stats import Buckets
 from manager.waiting import waiting_counts
-from protocol import AgentState, TaskStatus
+from protocol import AgentState, ResultStatus, TaskStatus
 
 if TYPE_CHECKING:
     from manager.service import TaskService
@@ -110,11 +115,21 @@ class ManagerCollector:
         tasks.add_metric([TaskStatus.RUNNING], book.running)
         tasks.add_metric([TaskStatus.DONE], sum(finished.values()))
         yield tasks
-        results = CounterMetricFamily(
-            "taskmesh_results", "Final results by status.", labels=["status"]
+        shown = sorted({ResultStatus.SUCCEEDED, ResultStatus.FAILED, *finished, *book.finished})
+        done = GaugeMetricFamily(
+            "taskmesh_tasks_done",
+            "Finished tasks in the journal by result status (purge and retry lower it).",
+            labels=["status"],
         )
-        for status in sorted({"succeeded", "failed", *finished}):
-            results.add_metric([status], finished.get(status, 0))
+        results = CounterMetricFamily(
+            "taskmesh_results",
+            "Final results recorded since the manager started, by status.",
+            labels=["status"],
+        )
+        for status in shown:
+            done.add_metric([status], finished.get(status, 0))
+            results.add_metric([status], book.finished.get(status, 0))
+        yield done
         yield results
         yield _counter("taskmesh_assignments", "Attempts assigned to workers.", stats.assignments)
         reruns = CounterMetricFamily(
@@ -128,7 +143,9 @@ class ManagerCollector:
         reruns.add_metric(["operator"], admin.counters.get("tasks_retried", 0))
         yield reruns
         yield _counter(
-            "taskmesh_cancellations", "Tasks recorded as cancelled.", finished.get("cancelled", 0)
+            "taskmesh_cancellations",
+            "Tasks recorded as cancelled since the manager started.",
+            book.finished.get(ResultStatus.CANCELLED, 0),
         )
         yield from self._queues()
         yield from self._workers()

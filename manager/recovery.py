@@ -114,9 +114,21 @@ def held(service: TaskService, rec: AgentRecord, old: AgentRecord | None, msg: R
     claimed = service.orphans.claim(rec.id, msg.holding, rec.key)
     for task_id, attempt in claimed:
         rec.running[task_id] = attempt
-        logger.debug("{} still holds task {} (attempt {})", rec.name, task_id, attempt)
+        logger.debug(
+            "{} still holds task {} (attempt {})",
+            rec.name,
+            task_id,
+            attempt,
+            task=task_id,
+            worker=rec.name,
+        )
     if claimed:
-        logger.info("{} still holds {} task(s) from before the restart", rec.name, len(claimed))
+        logger.info(
+            "{} still holds {} task(s) from before the restart",
+            rec.name,
+            len(claimed),
+            worker=rec.name,
+        )
     if service.admin.clock() > service.orphans.deadline:
         return  # only a restarted manager can have forgotten an assignment
     adopted = 0
@@ -127,9 +139,21 @@ def held(service: TaskService, rec: AgentRecord, old: AgentRecord | None, msg: R
             service.store.assigned([(task.seq, key.attempt, rec.id, rec.key)])
             rec.running[key.task_id] = key.attempt
             adopted += 1
-            logger.debug("{} holds task {} (attempt {})", rec.name, key.task_id, key.attempt)
+            logger.debug(
+                "{} holds task {} (attempt {})",
+                rec.name,
+                key.task_id,
+                key.attempt,
+                task=key.task_id,
+                worker=rec.name,
+            )
     if adopted:
-        logger.info("{} holds {} task(s) assigned just before the restart", rec.name, adopted)
+        logger.info(
+            "{} holds {} task(s) assigned just before the restart",
+            rec.name,
+            adopted,
+            worker=rec.name,
+        )
 
 
 def release(
@@ -140,13 +164,15 @@ def release(
     task = service.book.get(task_id)
     if task is None or task.state != TaskStatus.RUNNING:
         return  # already finished (e.g. by the deadline): nothing to re-queue
-    lost = manager_result(task, ResultStatus.WORKER_LOST, reason, time.time())
-    result = service.book.release(task_id, lost.finished, reason)
+    ran_by = service.ran_by(task)
+    lost = manager_result(task, ResultStatus.WORKER_LOST, reason, time.time(), ran_by)
+    result = service.book.release(task_id, lost.finished, reason, ran_by)
+    who = ran_by[0] or lost.worker_id
     if result is not None:
         given_up.append((task.seq, task, result))
-        logger.warning("task {} given up: {}", task_id, reason)
+        logger.warning("task {} given up: {}", task_id, reason, task=task_id, worker=who)
     else:
         service.store.requeued(task.seq, lost)
         service.stats.recorded([(task.seq, task, lost)])
         service.stats.reruns["lost"] += 1
-        logger.debug("task {} re-queued: {}", task_id, reason)
+        logger.debug("task {} re-queued: {}", task_id, reason, task=task_id, worker=who)

@@ -168,6 +168,12 @@ class TaskService(AdminHooks):
         """May ``viewer`` (a client key; ``None``: everyone) see ``task``?"""
         return viewer is None or task.owner == viewer
 
+    def ran_by(self, task: Live) -> tuple[str, int]:
+        """The name and skill of the worker ``task``'s attempt is assigned to, for a result
+        the manager writes (``("", 0)`` when queued, or its worker is gone)."""
+        rec = self.admin.registry.get(task.worker_id) if task.worker_id else None
+        return ("", 0) if rec is None else (rec.name, rec.skill)
+
     # ------------------------------------------------------------------ workers
 
     def _on_results(self, ident: bytes, msg: Results) -> None:
@@ -212,6 +218,8 @@ class TaskService(AdminHooks):
                     result.task_id[:64],
                     result.attempt,
                     rec.name,
+                    task=result.task_id[:64],
+                    worker=rec.name,
                 )
         self._record(done)
         for data in wire.result_ack(msg.results, self.config.max_message_bytes):
@@ -238,6 +246,8 @@ class TaskService(AdminHooks):
                 result.status,
                 result.worker,
                 result.attempt,
+                task=result.task_id,
+                worker=result.worker or result.worker_id,
             )
             clients = self.watchers.finished(task.spec.id)
             state = None
@@ -269,7 +279,9 @@ class TaskService(AdminHooks):
     def on_lost(self, rec: AgentRecord, reason: str) -> None:
         given_up: list[tuple[int, Live, TaskResult]] = []
         if rec.running:
-            logger.info("{} held {} task(s): back to the queue", rec.name, len(rec.running))
+            logger.info(
+                "{} held {} task(s): back to the queue", rec.name, len(rec.running), worker=rec.name
+            )
         for task_id in list(rec.running):
             release(self, task_id, f"{rec.name} {reason}", given_up)
         rec.running.clear()
@@ -296,9 +308,18 @@ class TaskService(AdminHooks):
                 worker.running.pop(task.spec.id, None)
             self.orphans.forget(task.spec.id)
             result = self.book.give_up(
-                task, ResultStatus.TIMEOUT, "no result by the deadline", time.time()
+                task,
+                ResultStatus.TIMEOUT,
+                "no result by the deadline",
+                time.time(),
+                self.ran_by(task),
             )
-            logger.warning("task {} timed out on the manager's deadline", task.spec.id)
+            logger.warning(
+                "task {} timed out on the manager's deadline",
+                task.spec.id,
+                task=task.spec.id,
+                worker=result.worker or result.worker_id,
+            )
             given_up.append((task.seq, task, result))
         self._record(given_up)
         ripe = self.book.ripe(now)  # retries whose backoff is over

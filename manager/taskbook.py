@@ -238,17 +238,25 @@ class TaskBook:
         return task
 
     def give_up(
-        self, task: Live, status: ResultStatus, message: str, finished: float
+        self,
+        task: Live,
+        status: ResultStatus,
+        message: str,
+        finished: float,
+        ran_by: tuple[str, int] = ("", 0),
     ) -> TaskResult:
-        """Record a final result on the manager's authority (worker lost, deadline).
+        """Record a final result on the manager's authority (worker lost, deadline, cancel).
 
-        ``finished`` is a unix time, like the times workers report.
+        ``finished`` is a unix time, like the times workers report; ``ran_by`` the name
+        and skill of the worker the attempt was assigned to (``("", 0)``: none).
         """
-        result = manager_result(task, status, message, finished)
+        result = manager_result(task, status, message, finished, ran_by)
         self._finish(task, result)
         return result
 
-    def release(self, task_id: str, finished: float, reason: str) -> TaskResult | None:
+    def release(
+        self, task_id: str, finished: float, reason: str, ran_by: tuple[str, int] = ("", 0)
+    ) -> TaskResult | None:
         """The task's worker is gone: requeue it, or give up after too many attempts.
 
         Returns the final result when the task was given up.
@@ -260,7 +268,7 @@ class TaskBook:
         lost = task.attempt - task.base - task.retried  # attempts of this run that lost a worker
         if lost >= limit:
             message = f"{reason} on all {lost} attempts"
-            return self.give_up(task, ResultStatus.WORKER_LOST, message, finished)
+            return self.give_up(task, ResultStatus.WORKER_LOST, message, finished, ran_by)
         if task.tried is None:
             task.tried = set()
         task.tried.add(task.worker_id)
@@ -282,13 +290,21 @@ class TaskBook:
         }
 
 
-def manager_result(task: Live, status: ResultStatus, message: str, finished: float) -> TaskResult:
+def manager_result(
+    task: Live,
+    status: ResultStatus,
+    message: str,
+    finished: float,
+    ran_by: tuple[str, int] = ("", 0),
+) -> TaskResult:
     """A result the manager writes for ``task``'s current attempt (worker lost, deadline,
-    cancelled); ``finished`` is a unix time."""
+    cancelled); ``finished`` is a unix time, ``ran_by`` the worker's name and skill."""
+    worker, skill = ran_by
     return TaskResult(
         task_id=task.spec.id,
         attempt=task.attempt,
-        worker="",
+        worker=worker,
+        skill=skill,
         worker_id=task.worker_id,
         success=False,
         status=status,

@@ -3,7 +3,11 @@
 Text lines carry the date, the time to the millisecond, the level, the
 agent's name (the process id is 1 in every container, the name is not) and
 the module; ``json`` writes loguru's serialized records, one JSON object a
-line, with the same fields and the bound ids (``extra``).
+line, with the same fields and the bound ids in ``record.extra``: ``agent``
+always; ``task`` (its id) on the lines about one task, ``worker`` (its name)
+on those about one worker (joining, leaving, draining, the tasks it ran),
+passed as keyword arguments of the logging call so that a log pipeline can
+filter on them.
 """
 
 from __future__ import annotations

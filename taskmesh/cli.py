@@ -59,7 +59,7 @@ for _command in (
 @main.command(
     "submit",
     short_help="Submit tasks from a JSON file (and wait for them).",
-    epilog="Exit codes: " + "; ".join(f"{k} {v}" for k, v in command.EXIT_CODES.items()),
+    epilog="Exit codes: " + "; ".join(f"{k} {v}" for k, v in command.SUBMIT_EXIT_CODES.items()),
 )
 @click.argument("file", type=click.File("rb"))
 @click.option("--wait", "wait_", is_flag=True, help="Wait until every task has its final result.")
@@ -191,7 +191,10 @@ def demo_command(as_json: bool, **values: Any) -> None:
     from taskmesh.demo import run_demo
 
     summary = run_demo(
-        time_scale=cfg.time_scale, policy=cfg.policy, log=lambda s: _info(s, as_json)
+        time_scale=cfg.time_scale,
+        policy=cfg.policy,
+        log=lambda s: _info(s, as_json),
+        progress=not as_json,
     )
     if as_json:
         click.echo(dumps({**summary, "tasks": [task_view(s) for s in summary["tasks"]]}))

@@ -4,7 +4,8 @@
 ``operate``) parse their options into a ``ClientConfig`` with
 ``client_config``, talk to the manager through ``connect``, and run their
 coroutine with ``run``, which turns the client's exceptions into the
-documented exit codes (``EXIT_CODES``).
+documented exit codes (``submit``'s: ``SUBMIT_EXIT_CODES``; the other commands
+list theirs in their own help).
 """
 
 from __future__ import annotations
@@ -64,11 +65,11 @@ class Refused(click.ClickException):
     exit_code = 4
 
 
-#: What ``submit --wait`` (and every client command) exits with.
-EXIT_CODES = {
+#: What ``submit`` (with or without ``--wait``) exits with, for its help.
+SUBMIT_EXIT_CODES = {
     0: "every task succeeded (or, without --wait, the tasks were accepted)",
-    1: "some task ended without success (failed, error, timeout, worker_lost, cancelled ...); "
-    "cancel, retry: some id was refused",
+    1: "with --wait, some task ended without success (failed, error, timeout, worker_lost, "
+    "cancelled ...)",
     2: "bad arguments or task file (usage)",
     3: "gave up waiting (--timeout): the results so far and the pending ids are printed",
     4: "the manager refused or did not answer",

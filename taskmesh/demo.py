@@ -12,6 +12,7 @@ from typing import Any
 from protocol import TaskSpec
 from taskmesh.client import Client
 from taskmesh.procs import Proc, ProcessFailed, spawn, start_manager
+from taskmesh.progress import Progress
 
 SEED_TASKS = [
     TaskSpec(id="1", description="Simple calculation", difficulty=2),
@@ -21,13 +22,19 @@ SEED_TASKS = [
 SEED_WORKERS = [("Junior", 3), ("Intermediate", 6), ("Senior", 9)]
 
 
-def run_demo(*, time_scale: float, policy: str, log: Callable[[str], None]) -> dict[str, Any]:
-    """Start a manager and three workers, run the three seed tasks, stop everything."""
+def run_demo(
+    *, time_scale: float, policy: str, log: Callable[[str], None], progress: bool = True
+) -> dict[str, Any]:
+    """Start a manager and three workers, run the three seed tasks, stop everything.
+
+    With ``progress``, the wait for the tasks shows on stderr: a bar on a terminal,
+    a plain line per finished task elsewhere.
+    """
     procs: list[Proc] = []
     with tempfile.TemporaryDirectory(prefix="taskmesh-demo-") as tmp:
         logs = Path(tmp)
         try:
-            return _run(logs, procs, time_scale, policy, log)
+            return _run(logs, procs, time_scale, policy, log, progress)
         except (ProcessFailed, TimeoutError, ConnectionError) as exc:
             for proc in procs:
                 log(f"--- {proc.name} log ---\n{proc.log()}")
@@ -38,7 +45,12 @@ def run_demo(*, time_scale: float, policy: str, log: Callable[[str], None]) -> d
 
 
 def _run(
-    logs: Path, procs: list[Proc], time_scale: float, policy: str, log: Callable[[str], None]
+    logs: Path,
+    procs: list[Proc],
+    time_scale: float,
+    policy: str,
+    log: Callable[[str], None],
+    progress: bool,
 ) -> dict[str, Any]:
     launched = time.monotonic()
     args = ["--db", ":memory:", "--expect-workers", str(len(SEED_WORKERS))]
@@ -66,17 +78,22 @@ def _run(
         )
         procs.append(proc)
         log(f"worker {name} (skill {skill}) started (pid {proc.pid})")
-    return asyncio.run(_drive(port, procs, launched, log))
+    return asyncio.run(_drive(port, procs, launched, log, progress))
 
 
 async def _drive(
-    port: int, procs: list[Proc], launched: float, log: Callable[[str], None]
+    port: int, procs: list[Proc], launched: float, log: Callable[[str], None], progress: bool
 ) -> dict[str, Any]:
     async with Client("127.0.0.1", port) as client:
         connected_at = await _wait_for_workers(client, procs, len(SEED_WORKERS))
         log(f"{len(SEED_WORKERS)} workers connected after {connected_at - launched:.2f}s")
         await client.submit(SEED_TASKS)
-        states = await client.wait([t.id for t in SEED_TASKS], timeout=120)
+        shown = Progress(len(SEED_TASKS), every=5.0, each=True) if progress else None
+        try:
+            states = await client.wait([t.id for t in SEED_TASKS], timeout=120, progress=shown)
+        finally:
+            if shown is not None:
+                shown.close()
     succeeded = sum(1 for s in states if s.result is not None and s.result.success)
     return {
         "tasks": states,

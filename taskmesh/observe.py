@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from protocol import AgentState
 from runtime.settings import options
 from taskmesh import command
 from taskmesh.config import ClientConfig
@@ -21,13 +22,18 @@ from taskmesh.views import dumps, status_view, worker_view
 from taskmesh.watching import one_worker, watch_status
 
 
-@click.command("status", short_help="Show tasks, workers, and why tasks wait.")
+@click.command(
+    "status",
+    short_help="Show tasks, workers, and why tasks wait.",
+    epilog="Exit codes: 0 shown (--check: healthy); 1 --check: fewer than --min-workers "
+    "workers connected; 2 bad arguments; 4 the manager refused or did not answer.",
+)
 @command.json_flag
 @click.option(
     "--check",
     is_flag=True,
-    help="Health check: print one line; exit 1 unless the manager answers with "
-    "--min-workers workers connected.",
+    help="Health check: print one line; exit 0 when the manager answers with "
+    "--min-workers workers connected, 1 when fewer are, 4 when it does not answer.",
 )
 @click.option(
     "--min-workers",
@@ -36,7 +42,9 @@ from taskmesh.watching import one_worker, watch_status
     show_default=True,
     help="Connected workers --check requires.",
 )
-@click.option("--verbose", "-v", is_flag=True, help="Also show the protocol counters.")
+@click.option(
+    "--verbose", "-v", is_flag=True, help="Also show the manager's id and the protocol counters."
+)
 @click.option("--watch", "-w", is_flag=True, help="Refresh until Ctrl-C (in place on a terminal).")
 @click.option(
     "--interval",
@@ -67,10 +75,10 @@ def status_command(
                 return
             reply = await client.status()
         if check:
-            connected = sum(1 for w in reply.workers if w.state == "connected")
+            connected = sum(1 for w in reply.workers if w.state == AgentState.CONNECTED)
             click.echo(f"manager {reply.manager_id}: {connected} worker(s) connected")
             if connected < min_workers:
-                raise click.ClickException(f"fewer than {min_workers} worker(s) connected")
+                raise command.Failed(f"fewer than {min_workers} worker(s) connected")
             return
         click.echo(dumps(status_view(reply)) if as_json else status_text(reply, verbose))
 

@@ -2,8 +2,9 @@
 
 On a terminal: tqdm's bar (done, failed, rate, ETA), rewritten in place.
 Into a file, a pipe or ``docker compose exec -T``: one plain line every
-``every`` seconds and a last one at the end, never a stream of carriage
-returns.  tqdm is the field's standard progress bar: small, no
+``every`` seconds (with ``each``, also one whenever the done count moves:
+for a handful of slow tasks) and a last one at the end, never a stream of
+carriage returns.  tqdm is the field's standard progress bar: small, no
 dependencies, and it knows how to behave in a terminal.
 """
 
@@ -18,12 +19,19 @@ from tqdm import tqdm
 
 class Progress:
     def __init__(
-        self, total: int, label: str = "tasks", stream: IO[str] | None = None, every: float = 10.0
+        self,
+        total: int,
+        label: str = "tasks",
+        stream: IO[str] | None = None,
+        every: float = 10.0,
+        each: bool = False,
     ) -> None:
         self.total = total
         self.label = label
         self.stream = stream if stream is not None else sys.stderr
         self.every = every
+        self.each = each
+        self._written = -1  # the done count of the last plain line
         self.done = 0
         self.failed = 0
         self.started = time.monotonic()
@@ -48,10 +56,9 @@ class Progress:
             self._bar.update(grew)
             return
         now = time.monotonic()
-        if now - self._last_line >= self.every:
+        if now - self._last_line >= self.every or (self.each and done != self._written):
             self._last_line = now
-            self.stream.write(self.line() + "\n")
-            self.stream.flush()
+            self._write()
 
     def line(self) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-9)
@@ -66,6 +73,10 @@ class Progress:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
-        elif self.done:
-            self.stream.write(self.line() + "\n")
-            self.stream.flush()
+        elif self.done and self.done != self._written:
+            self._write()
+
+    def _write(self) -> None:
+        self._written = self.done
+        self.stream.write(self.line() + "\n")
+        self.stream.flush()

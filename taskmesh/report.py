@@ -55,7 +55,7 @@ def _rows(states: Sequence[TaskState], width: int | None) -> list[list[object]]:
                 s.description,
                 s.difficulty if s.state != "unknown" else "",
                 r.worker if r else "",
-                r.skill if r else "",
+                r.skill if r and r.worker else "",  # no worker ran it: no skill either
                 r.status if r else s.state,
                 s.attempt,
                 (r.finished - r.started) if r and r.started else None,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from protocol import StatusReply, TaskState, WorkerInfo
+from protocol import AgentState, ResultStatus, StatusReply, TaskState, TaskStatus, WorkerInfo
 from protocol.views import TASK_COUNTS, success_rate
 from taskmesh.table import render
 
@@ -33,10 +33,12 @@ def duration(seconds: float) -> str:
 
 
 def status_text(reply: StatusReply, verbose: bool = False) -> str:
-    """The manager, its tasks, its workers (and, ``verbose``, its protocol counters)."""
+    """The manager, its tasks, its workers (and, ``verbose``, its internal id and protocol
+    counters)."""
     name = reply.manager_name or "manager"
+    ident = f" ({reply.manager_id})" if verbose else ""
     parts = [
-        f"manager {name} ({reply.manager_id}), policy {reply.policy}, up {duration(reply.uptime)}",
+        f"manager {name}{ident}, policy {reply.policy}, up {duration(reply.uptime)}",
         tasks_section(reply),
         workers_section(reply.workers),
     ]
@@ -48,20 +50,21 @@ def status_text(reply: StatusReply, verbose: bool = False) -> str:
 
 def tasks_section(reply: StatusReply) -> str:
     counts = reply.counts
-    failures = sorted((n, s) for s, n in reply.results.items() if s != "succeeded" and n)
+    failures = sorted((n, s) for s, n in reply.results.items() if s != ResultStatus.SUCCEEDED and n)
     waiting = sum(reply.waiting.values())
     note = f"{waiting:,} of them waiting (below)" if waiting else ""
     rows: list[tuple[str, int, str]] = [
-        ("queued", counts.get("queued", 0), note),
-        ("running", counts.get("running", 0), ""),
-        ("succeeded", counts.get("succeeded", 0), ""),
+        ("queued", counts.get(TaskStatus.QUEUED, 0), note),
+        ("running", counts.get(TaskStatus.RUNNING, 0), ""),
+        ("succeeded", counts.get(ResultStatus.SUCCEEDED, 0), ""),
+        # "failed" here is every finished task without success, not the status alone
         ("failed", counts.get("failed", 0), ", ".join(f"{s} {n:,}" for n, s in failures[::-1])),
     ]
     width = max(len(f"{n:,}") for _, n, _ in rows)
     lines = ["tasks"]
     lines += [f"  {label:<10} {n:>{width},}  {note}".rstrip() for label, n, note in rows]
     rate = success_rate(reply)
-    done = counts.get("done", 0)
+    done = counts.get(TaskStatus.DONE, 0)
     summary = f"{rate:.1%} of {done:,} succeeded" if rate is not None else "none finished yet"
     lines.append(f"  {summary}; {reply.rate:,.1f} tasks/s over the last minute")
     for why, n in sorted(reply.waiting.items(), key=lambda item: -item[1]):
@@ -70,7 +73,7 @@ def tasks_section(reply: StatusReply) -> str:
 
 
 def workers_section(workers: Sequence[WorkerInfo]) -> str:
-    connected = sum(1 for w in workers if w.state == "connected")
+    connected = sum(1 for w in workers if w.state == AgentState.CONNECTED)
     head = f"workers ({connected} connected)"
     if not workers:
         return head + "\n  none: start one with 'taskmesh worker --skill N'"

@@ -7,6 +7,8 @@ spaced by the recorded attempts' own times, never by how fast the run was), and 
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -87,6 +89,12 @@ def test_cancel_a_queued_and_a_running_task(cluster: Cluster) -> None:
     assert running is not None
     assert running.error is not None
     assert running.error.message == "cancelled while running on a"
+    # The cancelled attempt keeps the worker it ran on; a task that never ran has none.
+    shown = taskmesh(cluster, "results", "run", "wait", "--format", "csv")
+    assert shown.exit_code == 0, shown.output
+    rows = {row["id"]: row for row in csv.DictReader(io.StringIO(shown.stdout))}
+    assert (rows["run"]["worker"], rows["run"]["skill"]) == ("a", "5")
+    assert (rows["wait"]["worker"], rows["wait"]["skill"]) == ("", "")
     # The worker's only slot is free again: the next task runs there at once.
     submit(cluster, [TaskSpec(id="next", kind="echo", payload=1)])
     (after,) = wait_done(cluster, ["next"], timeout=10)

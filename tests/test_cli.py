@@ -29,6 +29,13 @@ def taskmesh(*args: str, stdin: str | None = None, env: dict[str, str] | None = 
     return CliRunner().invoke(main, list(args), input=stdin, env=env)
 
 
+def helptext(*command: str) -> str:
+    """``--help`` of a command, its lines joined (click wraps them to the terminal)."""
+    shown = taskmesh(*command, "--help")
+    assert shown.exit_code == 0, shown.output
+    return " ".join(shown.stdout.split())
+
+
 def assert_clean_error(result: Result, *needles: str) -> None:
     assert result.exit_code not in (0, None), result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
@@ -170,12 +177,19 @@ def test_client_options_come_from_environment(cluster: Cluster) -> None:
 
 
 def test_status_check_needs_an_answer_and_workers(cluster: Cluster, unused_port: int) -> None:
+    helped = helptext("status")
+    assert "exit 0 when the manager answers with --min-workers workers connected" in helped
+    assert "1 when fewer are, 4 when it does not answer" in helped
+    assert "1 --check: fewer than --min-workers workers connected;" in helped
+    assert "4 the manager refused or did not answer" in helped
     gone = taskmesh("status", "--check", "--port", str(unused_port), "--timeout", "0.3")
     assert_clean_error(gone, "no reply from the manager")
+    assert gone.exit_code == 4  # as its help says
     cluster.manager()
     port = str(cluster.port)
     alone = taskmesh("status", "--check", "--port", port)
     assert_clean_error(alone, "fewer than 1 worker(s) connected")
+    assert alone.exit_code == 1
     answering = taskmesh("status", "--check", "--min-workers", "0", "--port", port)
     assert answering.exit_code == 0, answering.output
     assert "0 worker(s) connected" in answering.stdout
@@ -190,3 +204,13 @@ def test_status_check_needs_an_answer_and_workers(cluster: Cluster, unused_port:
     assert "1 worker(s) connected" in ok.stdout
     status = json.loads(taskmesh("status", "--json", "--port", port).stdout)
     assert [w["name"] for w in status["workers"]] == [socket.gethostname()]
+
+
+def test_submit_help_lists_its_own_exit_codes() -> None:
+    submit = helptext("submit")
+    assert "Exit codes: 0 every task succeeded" in submit
+    assert "3 gave up waiting (--timeout)" in submit
+    assert "some id was refused" not in submit  # cancel's and retry's, not submit's
+    assert "cancel, retry" not in submit
+    for action in ("cancel", "retry"):
+        assert "1 some id was refused" in helptext(action)

@@ -33,6 +33,7 @@ def test_demo_runs_three_distinct_tasks_on_three_processes() -> None:
         timeout=90,
     )
     assert proc.returncode == 0, proc.stderr
+    assert "tasks done" not in proc.stderr  # --json: no progress
     summary = json.loads(proc.stdout)
     tasks = summary["tasks"]
     assert [t["id"] for t in tasks] == ["1", "2", "3"]
@@ -70,3 +71,9 @@ def test_demo_table_output() -> None:
     rows = [line.split() for line in lines[2:5]]
     assert [r[0] for r in rows] == ["1", "2", "3"]
     assert "success rate: 3/3 (100%)" in proc.stdout
+    # Not a terminal: the wait shows as plain lines on stderr, from none done to all done.
+    shown = [line for line in proc.stderr.splitlines() if " tasks done, " in line]
+    assert shown[0].startswith("0/3 tasks done, 0 failed")
+    assert shown[-1].startswith("3/3 tasks done, 0 failed")
+    assert len(shown) == len(set(shown))  # the last line is not written twice
+    assert "\r" not in proc.stderr

@@ -97,7 +97,11 @@ def test_status_and_inspect_read_as_sections(cluster: Cluster, busy: tuple[Proc,
     for cell in (socket.gethostname(), str(alice.pid), "1: slow", "8 (2)", "connected"):
         assert cell in row, (cell, row)
     assert "rx.submit" not in text.stdout  # protocol counters only when asked
+    manager_id = json.loads(taskmesh("status", "--json", "--port", port).stdout)["manager"]["id"]
+    assert lines[0].startswith("manager manager, policy best-fit, up ")
+    assert manager_id not in text.stdout  # the internal id only when asked
     verbose = taskmesh("status", "--verbose", "--port", port).stdout
+    assert verbose.startswith(f"manager manager ({manager_id}), policy best-fit, up ")
     assert "counters (epoch" in verbose
     assert "rx.submit" in verbose
 
@@ -257,3 +261,53 @@ def test_the_status_page_numbers_follow_tasks_submitted_in_python(cluster: Clust
     status = json.loads(fetch(metrics_url(cluster) + "/status.json")[1])
     assert status["tasks"]["waiting"] == {"no worker connected": 1}
     assert status["workers"] == []
+
+
+def test_metric_counters_never_go_down_on_purge_or_retry(cluster: Cluster) -> None:
+    cluster.manager("--metrics-port", "0")
+    url, port = metrics_url(cluster), str(cluster.port)
+    submit(cluster, [TaskSpec(id=f"c{i}", difficulty=9) for i in range(3)])  # no worker: queued
+    assert taskmesh("cancel", "c0", "c1", "c2", "--port", port).exit_code == 0
+    first = scrape(url)
+    assert sample(first, "taskmesh_cancellations_total") == 3
+    assert sample(first, "taskmesh_results_total", status="cancelled") == 3
+    assert taskmesh("retry", "c0", "--port", port).exit_code == 0  # queued again
+    purged = taskmesh("purge", "--state", "cancelled", "--port", port)
+    assert (purged.exit_code, purged.stdout) == (0, "purged 2 task(s)\n")
+    after = scrape(url)
+    assert sample(after, "taskmesh_cancellations_total") == 3
+    assert sample(after, "taskmesh_results_total", status="cancelled") == 3
+    # What the journal still holds is a gauge, and says so.
+    assert sample(after, "taskmesh_tasks_done", status="cancelled") == 0
+    assert sample(after, "taskmesh_tasks", state="queued") == 1
+    assert taskmesh("cancel", "c0", "--port", port).exit_code == 0
+    assert sample(scrape(url), "taskmesh_cancellations_total") == 4
+
+
+def json_records(text: str) -> list[dict[str, Any]]:
+    """loguru's serialized records among a process's output lines."""
+    records = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            records.append(json.loads(line)["record"])
+    return records
+
+
+def test_json_logs_carry_the_task_and_the_worker(cluster: Cluster) -> None:
+    logs = ("--log-format", "json", "--log-level", "DEBUG")
+    manager = cluster.manager(*logs)
+    alice = cluster.worker("alice", 5, *HANDLERS, *logs)
+    wait_until(connected(cluster, 1), what="alice")
+    submit(cluster, [TaskSpec(id="traced", kind="noop")])
+    wait_done(cluster, ["traced"])
+    wait_until(lambda: '"task": "traced"' in alice.log(200_000), what="the worker's task line")
+    on_manager = json_records(manager.log(200_000))
+    assert on_manager, manager.log()
+    about = [r for r in on_manager if r["extra"].get("task") == "traced"]
+    assert about, [r["message"] for r in on_manager]
+    assert all(r["extra"]["worker"] == "alice" for r in about)
+    assert "traced" in about[-1]["message"]
+    joined = [r for r in on_manager if r["message"].startswith("alice connected")]
+    assert [r["extra"].get("worker") for r in joined] == ["alice"]
+    (ran,) = [r for r in json_records(alice.log(200_000)) if r["extra"].get("task") == "traced"]
+    assert (ran["extra"]["worker"], ran["extra"]["agent"]) == ("alice", "alice")

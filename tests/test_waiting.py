@@ -30,7 +30,7 @@ from protocol import (
     TaskState,
 )
 from tests.helpers.fakes import ManagerHarness, worker_with_fakes
-from tests.test_actions_machine import outcome, report, retry
+from tests.test_actions_machine import outcome, purge, report, retry
 from tests.test_manager_machine import CLIENT, final, result, submit
 from tests.test_manager_security import Ring
 from worker.patience import Patience
@@ -233,6 +233,28 @@ def test_every_attempt_counts_for_its_worker_across_restarts(db: Path) -> None:
             w.id: (w.total_completed, w.total_failed, w.completed) for w in status(again).workers
         }
         assert now == {"w1": (3, 2, 0), "w2": (2, 1, 0)}  # w1: a error, a ok, b lost
+    finally:
+        again.close()
+
+
+def test_a_purge_lowers_worker_totals_only_once_the_manager_restarts(db: Path) -> None:
+    """What README's status section says: the totals are recounted from the journal at
+    start, and purge deletes the tasks and attempts they are counted from."""
+    mgr = ManagerHarness(db)
+    mgr.join("w1", skill=5, capacity=10)
+    submit(mgr, TaskSpec(id="ok"), TaskSpec(id="bad"))
+    report(mgr, "w1", outcome("ok", "w1"), outcome("bad", "w1", 1, "failed"))
+    totals = {w.id: (w.total_completed, w.total_failed) for w in status(mgr).workers}
+    assert totals == {"w1": (2, 1)}
+    assert purge(mgr, "failed") == 1
+    totals = {w.id: (w.total_completed, w.total_failed) for w in status(mgr).workers}
+    assert totals == {"w1": (2, 1)}  # this manager keeps counting what it saw
+    mgr.close()
+    again = ManagerHarness(db)
+    try:
+        again.join("w1", skill=5)
+        totals = {w.id: (w.total_completed, w.total_failed) for w in status(again).workers}
+        assert totals == {"w1": (1, 0)}  # recounted from what the journal still holds
     finally:
         again.close()
 

@@ -188,7 +188,14 @@ class TaskRunner(WorkerHooks):
     def _cancelled(self, job: Job) -> None:
         self.withdrawn += 1
         task, name = job.task, self.worker.name
-        logger.debug("{}: task {} attempt {} cancelled by the manager", name, task.id, job.attempt)
+        logger.debug(
+            "{}: task {} attempt {} cancelled by the manager",
+            name,
+            task.id,
+            job.attempt,
+            task=task.id,
+            worker=name,
+        )
         if self.handlers.in_thread(task.kind):
             logger.warning(
                 "{}: task {} was cancelled, but its thread cannot be stopped and runs on; "
@@ -196,10 +203,15 @@ class TaskRunner(WorkerHooks):
                 name,
                 task.id,
                 task.kind,
+                task=task.id,
+                worker=name,
             )
 
     def _finish(self, key: Key, result: Result) -> None:
-        logger.debug("{}: task {} attempt {} {}", self.worker.name, *key, result["status"])
+        name = self.worker.name
+        logger.debug(
+            "{}: task {} attempt {} {}", name, *key, result["status"], task=key[0], worker=name
+        )
         self.completed += 1
         self._unacked[key] = result
         self._outbox.append(result)
@@ -246,6 +258,8 @@ class TaskRunner(WorkerHooks):
                     self.worker.name,
                     task.id,
                     task.kind,
+                    task=task.id,
+                    worker=self.worker.name,
                 )
         except TaskFailed as exc:
             status, error = (

@@ -1,13 +1,15 @@
 """The status page as a browser shows it: headless Chromium renders it, its script fetches
 the JSON and fills the page (``make test-browser``; not part of ``make test``).
 
-Skipped, saying why, where Chromium is not installed (Debian: ``apt-get install
-chromium``).  The screenshot is kept in the test's temporary directory and its path
-printed, for a person to look at.
+``make test-browser`` fails, saying why, where Chromium is not installed (Debian:
+``apt-get install chromium``); ``pytest -m browser`` alone skips, saying why.  The
+screenshot is kept in the test's temporary directory and its path printed, for a person
+to look at.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -23,7 +25,9 @@ from tests.test_observe import metrics_url
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = next(
+#: ``make test-browser`` names the browser it found in ``$CHROMIUM`` (and fails before
+#: pytest where there is none); run directly, the test looks for one and skips without.
+CHROMIUM = os.environ.get("CHROMIUM") or next(
     (
         p
         for p in (shutil.which("chromium"), "/usr/bin/chromium", shutil.which("chromium-browser"))
