@@ -19,6 +19,7 @@ import msgpack
 import pytest
 import zmq
 
+from manager.auth import RELOAD_EVERY
 from protocol import PROTOCOL_VERSION, TaskSpec, TasksReply, TasksRequest
 from runtime.keys import CurveClient, KeyPair, generate, load_public, load_secret
 from taskmesh.client import Client
@@ -441,3 +442,32 @@ def test_a_removed_worker_keys_open_sub_connection_hears_no_more_broadcasts(
     assert any(m["type"] == "joined" for m in heard["bob"]), heard["bob"]
     assert heard["alice"] == []
     assert [w.state for w in status(cluster).workers] == ["connected", "connected"]
+
+
+def test_a_malformed_key_file_does_not_keep_a_removed_worker_key_in_force(
+    cluster: Cluster, keys: Keys
+) -> None:
+    start(cluster, keys)
+    alice = cluster.worker("alice", 5, *keys.args("alice"))
+    cluster.worker("bob", 5, *keys.args("bob"))
+    wait_until(connected(cluster, 2), what="alice and bob")
+
+    # One reload sees both: junk first, so that no check can see only the removal.
+    (keys.dir("workers") / "new.key").write_text("not a certificate\n")
+    (keys.dir("workers") / "alice.key").unlink()
+    wait_until(
+        lambda: [w.name for w in status(cluster).workers] == ["bob"],
+        timeout=10,
+        what="alice dropped",
+    )
+    ids = submit(cluster, [TaskSpec(id=f"t{i}", kind="echo", payload=i) for i in range(4)])
+    states = wait_done(cluster, ids)
+    assert {s.result.worker for s in states if s.result} == {"bob"}
+    time.sleep(RELOAD_EVERY * 2.5)  # alice keeps trying; the directory is checked again
+    after = status(cluster)
+    assert [(w.name, w.state) for w in after.workers] == [("bob", "connected")]
+    assert after.counts["auth_refused"] >= 1  # alice's new connections
+    assert alice.alive()
+    log = full_log(cluster, 0)
+    assert log.count("key file skipped") == 1, log  # once, not every check
+    assert "previous ones stay in force" not in log
