@@ -11,6 +11,7 @@ import asyncio
 import json
 import signal
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -471,3 +472,27 @@ def test_a_malformed_key_file_does_not_keep_a_removed_worker_key_in_force(
     log = full_log(cluster, 0)
     assert log.count("key file skipped") == 1, log  # once, not every check
     assert "previous ones stay in force" not in log
+
+
+def test_the_http_status_page_lists_no_task_ids_with_curve(cluster: Cluster, keys: Keys) -> None:
+    start(cluster, keys, "--metrics-port", "0")
+    cluster.worker("alice", 5, *keys.args("alice"))
+    wait_until(connected(cluster, 1), what="alice")
+
+    async def go() -> None:
+        async with client(cluster, keys.curve("carol")) as carol:
+            await carol.submit([TaskSpec(id="carols-secret-id", kind="sleep", payload=30)])
+
+    cluster.run(go())
+    wait_until(lambda: status(cluster).counts["running"] == 1, what="the task running")
+    assert status(cluster).workers[0].tasks == ["carols-secret-id"]  # the operator sees it
+    ready = json.loads((cluster.logs / f"manager-{cluster._count}.ready.json").read_text())
+    url = ready["metrics"]
+    with urllib.request.urlopen(url + "/status.json", timeout=5) as answer:
+        body = answer.read()
+    (worker,) = json.loads(body)["workers"]
+    assert (worker["name"], worker["running"], worker["tasks"]) == ("alice", 1, [])
+    for path in ("/metrics", "/", "/history.json"):
+        with urllib.request.urlopen(url + path, timeout=5) as answer:
+            assert b"carols-secret-id" not in answer.read(), path
+    assert b"carols-secret-id" not in body
