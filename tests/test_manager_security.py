@@ -350,6 +350,20 @@ def test_an_agent_id_is_bound_to_the_key_that_registered_it(
     assert mgr.admin.registry.get("w") is not None
 
 
+def test_a_silent_workers_id_stays_bound_to_its_key_until_it_is_dropped(
+    mgr: ManagerHarness, ring: Ring
+) -> None:
+    """SECURITY.md: without CURVE a silent worker's id is free to any peer; with CURVE
+    only to its own key."""
+    mgr.join("route-1", agent_id="w", key=ring.key("w1"))
+    mgr.tick(5.0)  # silent for more than a liveness window (3 s)
+    assert str(mgr.admin.registry.get("w").state) == "unreachable"  # type: ignore[union-attr]
+    mgr.deliver("route-2", register("w"), ring.key("w2"))
+    assert last_error(mgr, "route-2").code == "id_taken"
+    mgr.deliver("route-3", register("w"), ring.key("w1"))  # its own key, a new connection
+    assert mgr.admin.registry.get("w").route == b"route-3"  # type: ignore[union-attr]
+
+
 def test_a_live_id_from_another_connection_is_refused_until_the_holder_is_gone(
     plain: ManagerHarness,
 ) -> None:
@@ -363,6 +377,10 @@ def test_a_live_id_from_another_connection_is_refused_until_the_holder_is_gone(
     mgr.deliver("route-2", register("w"))
     mgr.deliver("route-2", register("w"))
     assert mgr.admin.registry.get("w").route == b"route-2"  # type: ignore[union-attr]
+    # Silent for a liveness window (not yet dropped): any other connection may take it.
+    mgr.tick(5.0)
+    mgr.deliver("route-3", register("w"))
+    assert mgr.admin.registry.get("w").route == b"route-3"  # type: ignore[union-attr]
 
 
 def test_after_a_restart_a_running_task_goes_back_only_to_its_workers_key(
