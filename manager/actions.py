@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 from loguru import logger
 
 from manager.hooks import AdminHooks, Handler
+from manager.queries import long_id
 from manager.taskbook import Live
 from protocol import (
     MAX_ACTION_IDS,
@@ -82,8 +83,10 @@ class TaskActions(AdminHooks):
     def _ids(self, ident: bytes, msg: CancelRequest | RetryRequest) -> list[str] | None:
         """The request's distinct ids in order; ``None`` (answered) when there are too many."""
         self.service.watchers.heard(ident)
+        why = long_id(msg.TYPE, msg.ids)
         if len(msg.ids) > MAX_ACTION_IDS:
             why = f"{msg.TYPE}: at most {MAX_ACTION_IDS} ids per request, got {len(msg.ids)}"
+        if why is not None:
             self.admin.post(ident, Error(code="bad_request", message=why, req=msg.req))
             return None
         return list(dict.fromkeys(msg.ids))
@@ -226,6 +229,10 @@ class TaskActions(AdminHooks):
     def _on_history(self, ident: bytes, msg: HistoryRequest) -> None:
         service = self.service
         service.watchers.heard(ident)
+        why = long_id(msg.TYPE, [msg.id])
+        if why is not None:
+            self.admin.post(ident, Error(code="bad_request", message=why, req=msg.req))
+            return
         (state,) = service.queries.states([msg.id], self.admin.viewer())
         attempts = [] if state.state == TaskStatus.UNKNOWN else service.store.history(msg.id)
         if state.result is not None:

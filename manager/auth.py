@@ -13,7 +13,8 @@ Once connected, every message carries the key that authenticated it
 register and run tasks, client and operator keys submit and read them.  The
 ring is read again on SIGHUP and whenever a key directory changes (checked
 every ``RELOAD_EVERY`` seconds); messages from a key that was removed are
-dropped, and what it held is released.
+dropped, and what it held is released.  A reload fails closed: a malformed
+key file is skipped and a vanished directory lists nobody.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import enum
 import ipaddress
 from collections import Counter
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import zmq
@@ -33,7 +35,7 @@ from zmq.auth.asyncio import AsyncioAuthenticator
 from zmq.utils.monitor import parse_monitor_message
 
 from protocol import Message
-from runtime.keys import KeyFileError, KeyPair, dir_stamp, load_dir
+from runtime.keys import KeyFileError, KeyPair, dir_stamp, file_stamp, scan_dir
 from runtime.throttle import Throttle
 
 if TYPE_CHECKING:
@@ -69,17 +71,37 @@ class KeyRing:
         self.roles: dict[str, frozenset[str]] = {}
         self.names: dict[str, str] = {}  # key -> file name, for log lines
         self._stamps: dict[str, tuple[int, int]] = {}
+        self._bad: dict[Path, tuple[tuple[int, int, int], str]] = {}  # skipped files, logged
+        self._missing: dict[str, str] = {}  # role -> why its directory reads as empty, logged
 
-    def load(self) -> dict[str, frozenset[str]]:
-        """Read every directory; returns the roles each key lost (``KeyFileError``: unusable)."""
+    def load(self, *, strict: bool = True) -> dict[str, frozenset[str]]:
+        """Read every directory; returns the roles each key lost.
+
+        ``strict`` (the manager's start): an unusable directory or key file raises
+        ``KeyFileError``.  Otherwise (reloads) it fails closed: an unusable file is
+        skipped and a directory that cannot be listed counts as empty, so removing a
+        key file always revokes it; each problem is logged once until it changes.
+        """
         roles: dict[str, set[str]] = {}
         names: dict[str, str] = {}
         stamps = {}
+        bad: dict[Path, str] = {}
+        missing: dict[str, str] = {}
         for role, path in self.dirs.items():
-            stamps[role] = dir_stamp(path)
-            for key, name in load_dir(path).items():
+            stamps[role] = dir_stamp(path)  # before reading: a change meanwhile is seen next
+            try:
+                keys, problems = scan_dir(path)
+            except KeyFileError as exc:
+                if strict:
+                    raise
+                missing[role], keys, problems = str(exc), {}, {}
+            if strict and problems:
+                raise KeyFileError(next(iter(problems.values())))
+            bad.update(problems)
+            for key, name in keys.items():
                 roles.setdefault(key, set()).add(role)
                 names[key] = name
+        self._report(bad, missing)
         before = self.roles
         self.roles = {key: frozenset(r) for key, r in roles.items()}
         self.names = names
@@ -87,16 +109,27 @@ class KeyRing:
         lost = {key: had - self.roles.get(key, frozenset()) for key, had in before.items()}
         return {key: roles for key, roles in lost.items() if roles}
 
+    def _report(self, bad: dict[Path, str], missing: dict[str, str]) -> None:
+        """Log each unusable file and directory once (again only when it changes)."""
+        for role, reason in missing.items():
+            if self._missing.get(role) != reason:
+                logger.error("no {} keys are listed: {}", role, reason)
+        for role in self._missing.keys() - missing.keys():
+            logger.info("{} keys: {} is readable again", role, self.dirs[role])
+        self._missing = missing
+        seen = {}
+        for file, reason in bad.items():
+            seen[file] = (file_stamp(file), reason)
+            if self._bad.get(file) != seen[file]:
+                logger.error("key file skipped, its key is not listed: {}", reason)
+        self._bad = seen
+
     def changed(self) -> bool:
         return any(dir_stamp(path) != self._stamps.get(role) for role, path in self.dirs.items())
 
-    def reload(self) -> dict[str, frozenset[str]] | None:
-        """``load``, keeping the current ring if a directory cannot be read (logged)."""
-        try:
-            revoked = self.load()
-        except KeyFileError as exc:
-            logger.error("keys not reloaded, the previous ones stay in force: {}", exc)
-            return None
+    def reload(self) -> dict[str, frozenset[str]]:
+        """``load``, failing closed (see there); returns the roles each key lost."""
+        revoked = self.load(strict=False)
         logger.info(
             "keys loaded: {}",
             ", ".join(f"{self.count(role)} {role}" for role in self.dirs) or "none",

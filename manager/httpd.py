@@ -17,13 +17,17 @@ a peer while holding the loop: requests are read and answers written with
 a timeout, one request per connection, at most ``MAX_CLIENTS`` at once,
 and a slow reader only delays itself.  Nothing is authenticated: it
 listens on ``--bind`` like the manager's ROUTER, and shows what ``status``
-shows (counts, worker names, running task ids), never task contents.
+shows (counts, worker names, running task ids), never task contents.  With
+CURVE, where tasks belong to client keys, it lists no task ids at all (how
+many each worker runs only): anyone who reaches the port would otherwise
+see every tenant's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -33,6 +37,7 @@ from loguru import logger
 from manager.auth import is_loopback
 from manager.metrics import Metrics
 from manager.snapshot import status_reply
+from protocol import StatusReply
 from protocol.views import iso, status_view
 
 if TYPE_CHECKING:
@@ -77,7 +82,8 @@ class StatusServer:
         if not is_loopback(self.host):
             logger.warning(
                 "the metrics port {} answers anyone who can reach it (no CURVE, no "
-                "authentication): what 'taskmesh status' shows, never task contents",
+                "authentication): what 'taskmesh status' shows, never task contents "
+                "(nor task ids, with CURVE)",
                 self.port,
             )
 
@@ -121,10 +127,18 @@ class StatusServer:
         if route in ("/", "/index.html"):
             return 200, "text/html; charset=utf-8", self.page
         if route == "/status.json":
-            return _json(status_view(status_reply(self.service)))
+            return _json(status_view(self.status()))
         if route == "/history.json":
             return _json(self.history())
         return 404, "text/plain", b"not found: try / or /metrics\n"
+
+    def status(self) -> StatusReply:
+        """The status; with CURVE, without task ids (they belong to client keys)."""
+        reply = status_reply(self.service)
+        if self.service.admin.keyring is None:
+            return reply
+        workers = [dataclasses.replace(w, tasks=[]) for w in reply.workers]
+        return dataclasses.replace(reply, workers=workers)
 
     def history(self) -> dict[str, Any]:
         samples = self.service.stats.samples

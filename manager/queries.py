@@ -13,13 +13,14 @@ as ``unknown``, as if it did not exist, and pages list only its own
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from itertools import islice
 from typing import TYPE_CHECKING
 
 from manager.snapshot import status_reply
 from manager.waiting import Capable
 from protocol import (
+    MAX_TASK_ID,
     TASK_FILTERS,
     Error,
     ProtocolError,
@@ -44,6 +45,21 @@ MAX_TASKS_REPLY = 1000
 MAX_CURSOR = 2**62
 
 
+def long_id(kind: str, ids: Iterable[str]) -> str | None:
+    """Why a request naming ``ids`` is refused (an id no task can have), or ``None``.
+
+    Such a request is answered ``bad_request`` whole, so no reply ever echoes an
+    id longer than ``MAX_TASK_ID``; the error shows a short prefix only.
+    """
+    for task_id in ids:
+        if len(task_id) > MAX_TASK_ID:
+            return (
+                f"{kind}: a task id is at most {MAX_TASK_ID} characters, "
+                f"got one of {len(task_id)} ({task_id[:32]!r}...)"
+            )
+    return None
+
+
 class Queries:
     def __init__(self, service: TaskService) -> None:
         self.service = service
@@ -52,8 +68,10 @@ class Queries:
         service = self.service
         service.watchers.heard(ident)
         viewer = service.admin.viewer()
-        if msg.state not in TASK_FILTERS:
+        why = long_id(msg.TYPE, msg.ids)
+        if why is None and msg.state not in TASK_FILTERS:
             why = f"state must be one of {', '.join(sorted(s for s in TASK_FILTERS if s))}"
+        if why is not None:
             service.admin.post(ident, Error(code="bad_request", message=why, req=msg.req))
             return
         if msg.ids:
@@ -145,6 +163,11 @@ class Queries:
     def on_watch(self, ident: bytes, msg: Watch) -> None:
         """Watch the live ones of ``ids``; answer with those already final and the unknown."""
         service = self.service
+        why = long_id(msg.TYPE, msg.ids)
+        if why is not None:
+            service.watchers.heard(ident)
+            service.admin.post(ident, Error(code="bad_request", message=why, req=msg.req))
+            return
         ids, viewer, book = msg.ids, service.admin.viewer(), service.book
         live = [i for i in ids if (t := book.get(i)) is not None and service.visible(t, viewer)]
         service.watchers.watch(ident, live, service.admin.endpoint.peer_key, msg.brief)

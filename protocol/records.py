@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from protocol.constants import MAX_BACKOFF, MAX_RETRIES, MAX_TASK_ID
+from protocol.constants import MAX_BACKOFF, MAX_NAME, MAX_RETRIES, MAX_TASK_ID
 from protocol.states import RESULT_STATUSES, ResultStatus
 
 _STATUSES = frozenset(str(s) for s in RESULT_STATUSES)  # plain strings: a cheap check
@@ -40,6 +40,8 @@ class TaskSpec:
             raise ValueError(f"difficulty must be 1..10, got {self.difficulty}")
         if not self.kind:
             raise ValueError("task kind must not be empty")
+        if len(self.kind) > MAX_NAME:  # as a worker's kinds: a longer one could never run
+            raise ValueError(f"task kind is longer than {MAX_NAME} characters")
         if self.timeout is not None and not 0 < self.timeout < math.inf:
             raise ValueError("timeout must be a positive number of seconds")
         if self.max_attempts is not None and self.max_attempts < 1:

@@ -130,19 +130,33 @@ def load_public(path: str | Path) -> bytes:
     return _load(path)[0]
 
 
-def load_dir(path: str | Path) -> dict[str, str]:
-    """The public keys of ``DIR/*.key``: Z85 text -> file stem (the key's name)."""
+def scan_dir(path: str | Path) -> tuple[dict[str, str], dict[Path, str]]:
+    """``DIR/*.key`` read file by file: the usable keys (Z85 text -> file stem) and the
+    files that are not (path -> one-line reason).  ``KeyFileError``: no listable directory."""
     folder = Path(path)
     if not folder.is_dir():
         raise KeyFileError(f"{str(folder)!r} is not a directory of public keys")
-    keys: dict[str, str] = {}
     try:
         files = sorted(folder.glob("*" + PUBLIC_SUFFIX))
     except OSError as exc:
         raise KeyFileError(f"cannot list {str(folder)!r}: {exc.strerror}") from None
+    keys: dict[str, str] = {}
+    bad: dict[Path, str] = {}
     for file in files:
-        keys[load_public(file).decode("ascii")] = file.stem
-    return keys
+        try:
+            keys[load_public(file).decode("ascii")] = file.stem
+        except KeyFileError as exc:
+            bad[file] = str(exc)
+    return keys, bad
+
+
+def file_stamp(path: str | Path) -> tuple[int, int, int]:
+    """What changes when a file is rewritten: ``(mtime_ns, size, inode)`` (zeros: gone)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (0, 0, 0)
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 def dir_stamp(path: str | Path) -> tuple[int, int]:

@@ -11,6 +11,8 @@ import pytest
 
 import protocol
 from protocol import (
+    MAX_NAME,
+    MAX_TASK_ID,
     ActionReply,
     AgentRef,
     Assign,
@@ -385,6 +387,9 @@ MALFORMED: list[tuple[str, bytes]] = [
     ("difficulty-negative", submit_task(difficulty=-3)),
     ("empty-id", submit_task(id="")),
     ("empty-kind", submit_task(kind="")),
+    ("kind-over-200", submit_task(kind="k" * 201)),
+    ("kind-60k", submit_task(kind="k" * 60_000)),
+    ("id-over-1024", submit_task(id="i" * 1025)),
     ("negative-timeout", submit_task(timeout=-1.0)),
     ("zero-timeout", submit_task(timeout=0)),
     ("max-attempts-0", submit_task(max_attempts=0)),
@@ -551,6 +556,20 @@ def _both_paths(data: bytes) -> tuple[Any, Any]:
     except ProtocolError:
         slow = FAIL
     return fast, slow
+
+
+@pytest.mark.parametrize(("field", "limit"), [("kind", MAX_NAME), ("id", MAX_TASK_ID)])
+def test_task_kinds_and_ids_are_capped_alike_on_both_paths(field: str, limit: int) -> None:
+    from protocol.compiled import FAIL
+
+    for length in (1, limit - 1, limit, limit + 1, 60_000):
+        fast, slow = _both_paths(submit_task(**{field: "x" * length}))
+        assert fast == slow
+        assert (fast is not FAIL) == (length <= limit), length
+    with pytest.raises(ProtocolError) as err:
+        protocol.decode(submit_task(**{field: "x" * 60_000}))
+    assert f"longer than {limit} characters" in str(err.value)
+    assert len(str(err.value)) < 200  # says why, never echoes the value
 
 
 def test_the_compiled_fast_path_accepts_exactly_what_the_schema_accepts() -> None:

@@ -172,6 +172,80 @@ def test_removing_a_client_key_leaves_the_pub_alone(mgr: ManagerHarness, ring: R
     assert not mgr.admin.pub_stale
 
 
+def test_a_malformed_key_file_does_not_keep_a_removed_key_in_force(
+    mgr: ManagerHarness, ring: Ring
+) -> None:
+    """Fail closed: a junk ``*.key`` is skipped (logged once), the removal still revokes."""
+    w1 = ring.key("w1")
+    mgr.join("w1", key=w1)
+    mgr.join("w2", key=ring.key("w2"))
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="INFO", format="{message}")
+    try:
+        (ring.root / "workers" / "new.key").write_text("junk, not a certificate\n" * 2000)
+        (ring.root / "workers" / "w1.key").unlink()
+        mgr.tick(5.0, alive=("w1", "w2"))  # the directory check runs every 2 s
+        mgr.admin.reload_keys()  # SIGHUP: the same junk file, nothing new to say
+        mgr.tick(5.0, alive=("w2",))
+    finally:
+        logger.remove(sink)
+    assert mgr.admin.registry.get("w1") is None
+    assert mgr.admin.registry.get("w2") is not None
+    mgr.deliver("w1", Heartbeat(epoch=mgr.admin.epoch, time=0), w1)
+    assert mgr.router.to("w1", Error) == []  # no longer listed: dropped without reply
+    assert mgr.admin.counters["keys_revoked"] == 1
+    skipped = [line for line in lines if "new.key" in line]
+    assert len(skipped) == 1, skipped
+    assert "skipped" in skipped[0]
+    assert "junk" not in skipped[0]  # names the file, never echoes its content
+    assert not any("previous ones stay in force" in line for line in lines)
+
+
+def test_a_rewritten_bad_key_file_is_logged_again_and_a_fixed_one_admitted(
+    mgr: ManagerHarness, ring: Ring
+) -> None:
+    bad = ring.root / "clients" / "new.key"
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="INFO", format="{message}")
+    try:
+        bad.write_text("junk")
+        mgr.admin.reload_keys()
+        mgr.admin.reload_keys()
+        bad.write_text("other junk")
+        mgr.admin.reload_keys()
+        bad.write_bytes((ring.root / "operators" / "olga.key").read_bytes())
+        mgr.admin.reload_keys()
+    finally:
+        logger.remove(sink)
+    assert len([line for line in lines if "new.key" in line]) == 2
+    assert mgr.admin.keyring is not None
+    assert mgr.admin.keyring.has_role(ring.key("olga"), "client")
+
+
+def test_a_vanished_key_directory_lists_nobody_and_is_logged_once(
+    mgr: ManagerHarness, ring: Ring
+) -> None:
+    mgr.join("w1", key=ring.key("w1"))
+    workers = ring.root / "workers"
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="INFO", format="{message}")
+    try:
+        workers.rename(ring.root / "workers.old")
+        mgr.tick(5.0)
+        mgr.admin.reload_keys()
+        mgr.tick(5.0)
+    finally:
+        logger.remove(sink)
+    assert mgr.admin.registry.get("w1") is None
+    assert mgr.admin.keyring is not None
+    assert mgr.admin.keyring.count("worker") == 0
+    assert mgr.admin.keyring.count("client") == 2  # the other directories still count
+    assert len([line for line in lines if "no worker keys are listed" in line]) == 1
+    (ring.root / "workers.old").rename(workers)
+    mgr.tick(2.5)
+    assert mgr.admin.keyring.has_role(ring.key("w1"), "worker")
+
+
 # --------------------------------------------------------------------------- owners
 
 
@@ -276,6 +350,20 @@ def test_an_agent_id_is_bound_to_the_key_that_registered_it(
     assert mgr.admin.registry.get("w") is not None
 
 
+def test_a_silent_workers_id_stays_bound_to_its_key_until_it_is_dropped(
+    mgr: ManagerHarness, ring: Ring
+) -> None:
+    """SECURITY.md: without CURVE a silent worker's id is free to any peer; with CURVE
+    only to its own key."""
+    mgr.join("route-1", agent_id="w", key=ring.key("w1"))
+    mgr.tick(5.0)  # silent for more than a liveness window (3 s)
+    assert str(mgr.admin.registry.get("w").state) == "unreachable"  # type: ignore[union-attr]
+    mgr.deliver("route-2", register("w"), ring.key("w2"))
+    assert last_error(mgr, "route-2").code == "id_taken"
+    mgr.deliver("route-3", register("w"), ring.key("w1"))  # its own key, a new connection
+    assert mgr.admin.registry.get("w").route == b"route-3"  # type: ignore[union-attr]
+
+
 def test_a_live_id_from_another_connection_is_refused_until_the_holder_is_gone(
     plain: ManagerHarness,
 ) -> None:
@@ -289,6 +377,10 @@ def test_a_live_id_from_another_connection_is_refused_until_the_holder_is_gone(
     mgr.deliver("route-2", register("w"))
     mgr.deliver("route-2", register("w"))
     assert mgr.admin.registry.get("w").route == b"route-2"  # type: ignore[union-attr]
+    # Silent for a liveness window (not yet dropped): any other connection may take it.
+    mgr.tick(5.0)
+    mgr.deliver("route-3", register("w"))
+    assert mgr.admin.registry.get("w").route == b"route-3"  # type: ignore[union-attr]
 
 
 def test_after_a_restart_a_running_task_goes_back_only_to_its_workers_key(

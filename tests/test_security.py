@@ -11,6 +11,7 @@ import asyncio
 import json
 import signal
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import msgpack
 import pytest
 import zmq
 
+from manager.auth import RELOAD_EVERY
 from protocol import PROTOCOL_VERSION, TaskSpec, TasksReply, TasksRequest
 from runtime.keys import CurveClient, KeyPair, generate, load_public, load_secret
 from taskmesh.client import Client
@@ -441,3 +443,56 @@ def test_a_removed_worker_keys_open_sub_connection_hears_no_more_broadcasts(
     assert any(m["type"] == "joined" for m in heard["bob"]), heard["bob"]
     assert heard["alice"] == []
     assert [w.state for w in status(cluster).workers] == ["connected", "connected"]
+
+
+def test_a_malformed_key_file_does_not_keep_a_removed_worker_key_in_force(
+    cluster: Cluster, keys: Keys
+) -> None:
+    start(cluster, keys)
+    alice = cluster.worker("alice", 5, *keys.args("alice"))
+    cluster.worker("bob", 5, *keys.args("bob"))
+    wait_until(connected(cluster, 2), what="alice and bob")
+
+    # One reload sees both: junk first, so that no check can see only the removal.
+    (keys.dir("workers") / "new.key").write_text("not a certificate\n")
+    (keys.dir("workers") / "alice.key").unlink()
+    wait_until(
+        lambda: [w.name for w in status(cluster).workers] == ["bob"],
+        timeout=10,
+        what="alice dropped",
+    )
+    ids = submit(cluster, [TaskSpec(id=f"t{i}", kind="echo", payload=i) for i in range(4)])
+    states = wait_done(cluster, ids)
+    assert {s.result.worker for s in states if s.result} == {"bob"}
+    time.sleep(RELOAD_EVERY * 2.5)  # alice keeps trying; the directory is checked again
+    after = status(cluster)
+    assert [(w.name, w.state) for w in after.workers] == [("bob", "connected")]
+    assert after.counts["auth_refused"] >= 1  # alice's new connections
+    assert alice.alive()
+    log = full_log(cluster, 0)
+    assert log.count("key file skipped") == 1, log  # once, not every check
+    assert "previous ones stay in force" not in log
+
+
+def test_the_http_status_page_lists_no_task_ids_with_curve(cluster: Cluster, keys: Keys) -> None:
+    start(cluster, keys, "--metrics-port", "0")
+    cluster.worker("alice", 5, *keys.args("alice"))
+    wait_until(connected(cluster, 1), what="alice")
+
+    async def go() -> None:
+        async with client(cluster, keys.curve("carol")) as carol:
+            await carol.submit([TaskSpec(id="carols-secret-id", kind="sleep", payload=30)])
+
+    cluster.run(go())
+    wait_until(lambda: status(cluster).counts["running"] == 1, what="the task running")
+    assert status(cluster).workers[0].tasks == ["carols-secret-id"]  # the operator sees it
+    ready = json.loads((cluster.logs / f"manager-{cluster._count}.ready.json").read_text())
+    url = ready["metrics"]
+    with urllib.request.urlopen(url + "/status.json", timeout=5) as answer:
+        body = answer.read()
+    (worker,) = json.loads(body)["workers"]
+    assert (worker["name"], worker["running"], worker["tasks"]) == ("alice", 1, [])
+    for path in ("/metrics", "/", "/history.json"):
+        with urllib.request.urlopen(url + path, timeout=5) as answer:
+            assert b"carols-secret-id" not in answer.read(), path
+    assert b"carols-secret-id" not in body

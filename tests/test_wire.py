@@ -19,7 +19,14 @@ import msgpack
 import pytest
 import zmq
 
-from protocol import MAX_ITEM_BYTES, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, TaskSpec, TaskState
+from protocol import (
+    MAX_ITEM_BYTES,
+    MAX_MESSAGE_BYTES,
+    MAX_TASK_ID,
+    PROTOCOL_VERSION,
+    TaskSpec,
+    TaskState,
+)
 from tests.conftest import Cluster
 from tests.helpers.ops import HANDLERS, connected, status, submit, wait_done, wait_until
 
@@ -404,6 +411,38 @@ def test_spoofed_sender_is_refused(raw: Any) -> None:
     peer.send({"type": "broadcast", "sender": "admin", "seq": 1, "time": 1, "data": b"x"})
     error = peer.recv("error")
     assert error["code"] == "spoofed_sender"
+
+
+def test_request_ids_longer_than_any_task_id_are_refused_and_never_echoed(
+    cluster: Cluster, raw: Any
+) -> None:
+    peer = raw()
+    huge = "x" * 60_000  # a task id is at most MAX_TASK_ID (1024) characters
+    longest = "y" * MAX_TASK_ID
+    requests: list[dict[str, Any]] = [
+        {"type": "cancel", "req": 1, "ids": ["a", huge]},
+        {"type": "retry", "req": 2, "ids": [huge]},
+        {"type": "history", "req": 3, "id": huge},
+        {"type": "watch", "req": 4, "ids": [huge, "b"]},
+        {"type": "tasks", "req": 5, "ids": [huge]},
+    ]
+    for req in requests:
+        peer.send(req)
+        error = peer.recv("error")
+        assert (error["code"], error["req"]) == ("bad_request", req["req"])
+        assert f"at most {MAX_TASK_ID} characters" in error["message"]
+        assert len(error["message"]) < 200
+    # The longest id a task can have is fine; what is echoed stays bounded.
+    peer.send({"type": "cancel", "req": 6, "ids": [longest]})
+    reply = peer.recv("action_reply")
+    assert [(r["id"], r["code"]) for r in reply["refused"]] == [(longest, "unknown")]
+    assert len(reply["refused"][0]["message"]) < 100
+    peer.send({"type": "watch", "req": 7, "ids": [longest]})
+    assert peer.recv("watch_reply")["unknown"] == [longest]
+    peer.send({"type": "history", "req": 8, "id": longest})
+    assert peer.recv("history_reply")["task"]["state"] == "unknown"
+    assert [m for m in peer.seen if m["type"] == "error"] == []
+    assert cluster.procs[0].alive()
 
 
 # ---------------------------------------------------------------------------
