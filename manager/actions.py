@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 from loguru import logger
 
 from manager.hooks import AdminHooks, Handler
+from manager.store import finished_where
 from manager.taskbook import Live
 from protocol import (
     MAX_ACTION_IDS,
@@ -205,7 +206,7 @@ class TaskActions(AdminHooks):
             self.admin.post(ident, Error(code="bad_request", message=why, req=msg.req))
             return
         service, state = self.service, msg.state
-        where = {TaskStatus.DONE: None, "failed": ("succeeded", False)}.get(state, (state, True))
+        where = finished_where(state)
         before = time.time() - msg.older_than if msg.older_than > 0 else None
         purged = service.store.purge(where, before, self.admin.viewer())
         for (status, owner), count in purged.items():

@@ -33,7 +33,7 @@ from manager.hooks import AdminHooks
 from manager.registry import AgentRecord
 from manager.store import Store
 from manager.taskbook import Live
-from protocol import MAX_NAME, Register, TaskResult, WorkerInfo
+from protocol import MAX_NAME, Register, ResultStatus, TaskResult, WorkerInfo
 
 if TYPE_CHECKING:
     from manager.service import TaskService
@@ -175,7 +175,8 @@ class Stats(AdminHooks):
         """Tasks with a final result, and how many of them did not succeed."""
         before, now = self.service.done_before, self.service.book.finished
         done = sum(before.values()) + sum(now.values())
-        return done, done - before["succeeded"] - now["succeeded"]
+        succeeded = ResultStatus.SUCCEEDED
+        return done, done - before[succeeded] - now[succeeded]
 
     def rate(self, now: float) -> float:
         """Tasks finished per second over the last minute (less while younger)."""

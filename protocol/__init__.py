@@ -75,7 +75,15 @@ from protocol.records import (
     TaskState,
     WorkerInfo,
 )
-from protocol.states import RESULT_STATUSES, TASK_FILTERS, AgentState, ResultStatus, TaskStatus
+from protocol.states import (
+    RESULT_STATUSES,
+    TASK_FILTERS,
+    UNSUCCESSFUL,
+    AgentState,
+    ResultStatus,
+    TaskFilter,
+    TaskStatus,
+)
 
 __all__ = [
     "DEFAULT_PORT",
@@ -95,6 +103,7 @@ __all__ = [
     "RESULT_STATUSES",
     "TASK_FILTERS",
     "TRACEBACK_LIMIT",
+    "UNSUCCESSFUL",
     "ActionReply",
     "AgentDetail",
     "AgentRef",
@@ -133,6 +142,7 @@ __all__ = [
     "StatusRequest",
     "Submit",
     "SubmitReply",
+    "TaskFilter",
     "TaskResult",
     "TaskSpec",
     "TaskState",

@@ -39,11 +39,23 @@ class AgentState(StrEnum):
     UNREACHABLE = "unreachable"  # silent for the window: no new work, keeps its tasks a grace
 
 
+class TaskFilter(StrEnum):
+    """What ``tasks.state`` and ``purge.state`` may ask for besides a state or a result status.
+
+    ``FAILED`` is also the name of the count of such tasks in ``status.counts``.
+    """
+
+    ALL = ""  # every task
+    FAILED = "failed"  # done without success: any result status but succeeded
+
+
 RESULT_STATUSES = frozenset(ResultStatus)
 
+#: Every result status but ``succeeded``: what ``TaskFilter.FAILED`` selects.
+UNSUCCESSFUL = frozenset(RESULT_STATUSES - {ResultStatus.SUCCEEDED})
 
 #: What ``tasks.state`` may ask for when paging: a task state, ``failed`` (done
 #: without success), or an exact result status.
 TASK_FILTERS = frozenset(
-    {"", TaskStatus.QUEUED, TaskStatus.RUNNING, TaskStatus.DONE, "failed", *ResultStatus}
+    {*TaskFilter, TaskStatus.QUEUED, TaskStatus.RUNNING, TaskStatus.DONE, *ResultStatus}
 )

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from protocol import TaskSpec
+from protocol import AgentState, TaskSpec
 from taskmesh.bench.procstat import cpu_seconds, rss_mb
 from taskmesh.client import Client
 from taskmesh.procs import Proc, spawn, start_manager
@@ -114,7 +114,7 @@ def specs(load: Load, start: int, count: int, prefix: str) -> list[TaskSpec]:
 
 async def _connected(client: Client, want: int, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
-    while sum(w.state == "connected" for w in (await client.status()).workers) < want:
+    while sum(w.state == AgentState.CONNECTED for w in (await client.status()).workers) < want:
         if time.monotonic() > deadline:
             raise TimeoutError(f"{want} workers did not connect within {timeout:.0f}s")
         await asyncio.sleep(0.05)
