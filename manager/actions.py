@@ -36,7 +36,7 @@ from manager.store import finished_where
 from manager.taskbook import Live
 from protocol import (
     MAX_ACTION_IDS,
-    TASK_FILTERS,
+    PURGEABLE,
     ActionReply,
     CancelRequest,
     Error,
@@ -61,8 +61,6 @@ from protocol.codec import encoded_size
 if TYPE_CHECKING:
     from manager.service import TaskService
 
-#: What ``purge`` may be asked to remove: finished tasks only (``done``: all of them).
-PURGEABLE = frozenset(TASK_FILTERS - {"", TaskStatus.QUEUED, TaskStatus.RUNNING})
 #: Longest ``purge.older_than`` (seconds): about 300 years.
 MAX_AGE = 1e10
 

@@ -49,7 +49,7 @@ DURATION_BUCKETS = (
 )
 COMMIT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 #: Kinds with a duration histogram of their own; later ones share ``OTHER``.
-MAX_KINDS = 100
+KINDS_WITH_HISTOGRAM = 100
 OTHER = "(other)"
 
 
@@ -138,7 +138,7 @@ class Stats(AdminHooks):
                 kind = task.spec.kind
                 hist = by_kind.get(kind)
                 if hist is None:
-                    key = kind if len(by_kind) < MAX_KINDS else OTHER
+                    key = kind if len(by_kind) < KINDS_WITH_HISTOGRAM else OTHER
                     hist = by_kind.get(key) or by_kind.setdefault(key, Buckets(DURATION_BUCKETS))
             hist.counts[bisect_left(hist.bounds, took)] += 1
             hist.sum += took

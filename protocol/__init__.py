@@ -76,6 +76,7 @@ from protocol.records import (
     WorkerInfo,
 )
 from protocol.states import (
+    PURGEABLE,
     RESULT_STATUSES,
     TASK_FILTERS,
     UNSUCCESSFUL,
@@ -100,6 +101,7 @@ __all__ = [
     "MAX_TASK_ID",
     "MESSAGE_TYPES",
     "PROTOCOL_VERSION",
+    "PURGEABLE",
     "RESULT_STATUSES",
     "TASK_FILTERS",
     "TRACEBACK_LIMIT",

@@ -49,7 +49,8 @@ class TaskFilter(StrEnum):
     FAILED = "failed"  # done without success: any result status but succeeded
 
 
-RESULT_STATUSES = frozenset(ResultStatus)
+#: Every result status as the plain string that travels (a cheap membership check).
+RESULT_STATUSES = frozenset(str(s) for s in ResultStatus)
 
 #: Every result status but ``succeeded``: what ``TaskFilter.FAILED`` selects.
 UNSUCCESSFUL = frozenset(RESULT_STATUSES - {ResultStatus.SUCCEEDED})
@@ -59,3 +60,6 @@ UNSUCCESSFUL = frozenset(RESULT_STATUSES - {ResultStatus.SUCCEEDED})
 TASK_FILTERS = frozenset(
     {*TaskFilter, TaskStatus.QUEUED, TaskStatus.RUNNING, TaskStatus.DONE, *ResultStatus}
 )
+
+#: What ``purge.state`` may name: finished tasks only (``done``: every one of them).
+PURGEABLE = frozenset(TASK_FILTERS - {TaskFilter.ALL, TaskStatus.QUEUED, TaskStatus.RUNNING})

@@ -10,6 +10,8 @@ Read from the source with ``ast``.
 from __future__ import annotations
 
 import ast
+import re
+from collections import defaultdict
 from pathlib import Path
 
 from protocol import AgentState, ResultStatus, TaskFilter, TaskStatus
@@ -23,6 +25,8 @@ STATES = {str(s) for e in (TaskStatus, ResultStatus, AgentState, TaskFilter) for
 FIELD_NAMES = {"failed", "error", "timeout"}
 # Another change owns these and their spelling of states.
 NOT_YET = {"taskmesh/statustext.py", "taskmesh/observe.py", "manager/metrics.py"}
+# Private names that mean different things in their modules.
+PRIVATE_HOMONYMS = {"_SCALARS", "_SCHEMA"}
 
 
 def modules() -> list[tuple[str, ast.Module]]:
@@ -76,3 +80,22 @@ def test_the_state_check_would_see_a_bare_state() -> None:
         "ok = s == TaskStatus.DONE\n"
     )
     assert bare_states(tree) == [(1, "done"), (1, "queued"), (2, "succeeded"), (2, "cancelled")]
+
+
+def test_every_module_level_constant_is_defined_once() -> None:
+    where: dict[str, list[str]] = defaultdict(list)
+    for path, tree in modules():
+        for node in tree.body:
+            targets = node.targets if isinstance(node, ast.Assign) else []
+            if isinstance(node, ast.AnnAssign):
+                targets = [node.target]
+            for target in targets:
+                for name in ast.walk(target):
+                    if isinstance(name, ast.Name) and re.fullmatch(r"_?[A-Z][A-Z0-9_]+", name.id):
+                        where[name.id].append(path)
+    twice = {
+        name: paths
+        for name, paths in where.items()
+        if len(paths) > 1 and name not in PRIVATE_HOMONYMS
+    }
+    assert twice == {}

@@ -27,7 +27,7 @@ JOURNALS = ("memory", "file", "fsync")
 #: Tasks submitted (and built) per step, and steps in flight at once: the bench never
 #: holds every spec at once, and the manager's live tasks stay bounded as a real
 #: producer's would (memory is then measured against history, not a backlog).
-CHUNK = 10_000
+TASKS_PER_STEP = 10_000
 IN_FLIGHT = 4
 
 
@@ -126,10 +126,10 @@ async def _push(
     """Submit ``total`` tasks in pipelined chunks while waiting for them all."""
     tally: Counter[str] = Counter()
     waits: list[asyncio.Future[Counter[str]]] = []
-    for start in range(0, total, CHUNK):
+    for start in range(0, total, TASKS_PER_STEP):
         if len(waits) >= IN_FLIGHT:
             tally.update(await waits.pop(0))
-        chunk = specs(load, start, min(CHUNK, total - start), prefix)
+        chunk = specs(load, start, min(TASKS_PER_STEP, total - start), prefix)
         await client.submit(chunk, watch=True, brief=True)
         ids = [s.id for s in chunk]
         waits.append(asyncio.ensure_future(client.count(ids, progress=progress.step(len(ids)))))
