@@ -173,3 +173,26 @@ def test_keys_generate_writes_a_pair_the_secret_for_its_owner_only(tmp_path: Pat
     assert secret.stat().st_mode & 0o777 == 0o600
     assert "secret-key" not in public.read_text()
     assert "secret-key" in secret.read_text()
+
+
+def test_a_handlers_module_that_raises_while_imported(tmp_path: Path) -> None:
+    (tmp_path / "broken_kinds.py").write_text("raise ValueError('no config for kinds')\n")
+    proc = taskmesh(
+        *("worker", "--skill", "1", "--port", "1", "--app-dir", str(tmp_path)),
+        *("--handlers", "broken_kinds"),
+    )
+    assert_one_line_error(proc, "cannot load handlers", "ValueError", "no config for kinds")
+
+
+def test_a_value_error_while_serving_is_not_blamed_on_the_handlers(
+    keys: Path, tmp_path: Path
+) -> None:
+    """The handlers load; then serving raises (an unusable key file is a ValueError)."""
+    (tmp_path / "good_kinds.py").write_text("HANDLERS = {'nothing': lambda task, ctx: None}\n")
+    proc = taskmesh(
+        *("worker", "--skill", "1", "--port", "1", "--app-dir", str(tmp_path)),
+        *("--handlers", "good_kinds", "--secret-key", f"{keys}/workers/w.key_secret"),
+        *("--manager-key", f"{keys}/junk.key"),
+    )
+    assert_one_line_error(proc, "CURVE keys", "junk.key")
+    assert "handlers" not in proc.stderr
