@@ -22,7 +22,7 @@ from typing import Any
 
 import click
 
-from protocol import TaskResult, TaskSpec, TaskState, build
+from protocol import AgentState, ResultStatus, TaskResult, TaskSpec, TaskState, TaskStatus, build
 from protocol.codec import unpack
 from taskmesh.client import Client
 from taskmesh.errors import ManagerUnavailable
@@ -124,9 +124,9 @@ class Chaos:
         except ManagerUnavailable:
             return -1
         self.by_epoch[reply.epoch] = reply.counts
-        self.done = reply.counts["done"]
+        self.done = reply.counts[TaskStatus.DONE]
         ours = {p.name for p in self.workers}
-        live = [w for w in reply.workers if w.state == "connected"]
+        live = [w for w in reply.workers if w.state == AgentState.CONNECTED]
         self.busy = [w.name for w in live if w.running and w.name in ours]
         return len(live)
 
@@ -207,7 +207,11 @@ async def read_results(client: Client, ids: list[str]) -> dict[str, TaskResult]:
         except ManagerUnavailable:
             await asyncio.sleep(0.5)
     seen = Counter(s.id for s in states)
-    return {s.id: s.result for s in states if seen[s.id] == 1 and s.state == "done" and s.result}
+    return {
+        s.id: s.result
+        for s in states
+        if seen[s.id] == 1 and s.state == TaskStatus.DONE and s.result
+    }
 
 
 def summary(chaos: Chaos, reads: Reads, seed: int) -> dict[str, Any]:
@@ -225,13 +229,13 @@ def summary(chaos: Chaos, reads: Reads, seed: int) -> dict[str, Any]:
     for tid in chaos.submitted:
         state, attempt, kept = final.get(tid, ("missing", 0, None))
         first, second = (r.get(tid) for r in reads)
-        if state != "done" or kept is None or first is None or second is None:
+        if state != TaskStatus.DONE or kept is None or first is None or second is None:
             lost.append(tid)
         if rows[tid] > 1 or (tid not in lost and not first == second == kept):
             twice.append(tid)
         if kept is not None:
             attempts[attempt] += 1
-            if kept.status != "succeeded":
+            if kept.status != ResultStatus.SUCCEEDED:
                 failed.append(f"{tid}:{kept.status}")
     counts = chaos.by_epoch.values()
     return {

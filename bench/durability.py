@@ -21,7 +21,7 @@ from pathlib import Path
 
 import click
 
-from protocol import TaskSpec
+from protocol import AgentState, TaskSpec
 from taskmesh.client import Client
 from taskmesh.procs import Proc, spawn, start_manager
 from taskmesh.table import render
@@ -37,7 +37,7 @@ async def drive(port: int, tasks: int, batch: int) -> float:
     specs = [TaskSpec(id=f"e{i}", kind="echo", payload=i) for i in range(tasks)]
     async with Client("127.0.0.1", port, timeout=30) as client:
         for _ in range(600):  # bounded: 30 s
-            if sum(w.state == "connected" for w in (await client.status()).workers) >= 2:
+            if sum(w.state == AgentState.CONNECTED for w in (await client.status()).workers) >= 2:
                 break
             await asyncio.sleep(0.05)
         else:

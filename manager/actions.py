@@ -33,10 +33,11 @@ from loguru import logger
 
 from manager.hooks import AdminHooks, Handler
 from manager.queries import long_id
+from manager.store import finished_where
 from manager.taskbook import Live
 from protocol import (
     MAX_ACTION_IDS,
-    TASK_FILTERS,
+    PURGEABLE,
     ActionReply,
     CancelRequest,
     Error,
@@ -61,8 +62,6 @@ from protocol.codec import encoded_size
 if TYPE_CHECKING:
     from manager.service import TaskService
 
-#: What ``purge`` may be asked to remove: finished tasks only (``done``: all of them).
-PURGEABLE = frozenset(TASK_FILTERS - {"", TaskStatus.QUEUED, TaskStatus.RUNNING})
 #: Longest ``purge.older_than`` (seconds): about 300 years.
 MAX_AGE = 1e10
 
@@ -210,7 +209,7 @@ class TaskActions(AdminHooks):
             self.admin.post(ident, Error(code="bad_request", message=why, req=msg.req))
             return
         service, state = self.service, msg.state
-        where = {TaskStatus.DONE: None, "failed": ("succeeded", False)}.get(state, (state, True))
+        where = finished_where(state)
         before = time.time() - msg.older_than if msg.older_than > 0 else None
         purged = service.store.purge(where, before, self.admin.viewer())
         for (status, owner), count in purged.items():

@@ -26,7 +26,7 @@ class ManagerConfig(AgentConfig):
         help="Address to listen on ('0.0.0.0': every interface).",
         metavar="ADDRESS",
     )
-    port: int = manager_port("Port to listen on for workers and clients (ROUTER; 0: any free).")
+    port: int = manager_port(bind=True)
     pub_port: int = setting(
         0,
         help="Port to publish broadcasts on (PUB; 0: any free).",

@@ -40,7 +40,7 @@ from manager.store import (
     purgeable,
     visible,
 )
-from protocol import TaskResult, TaskSpec, TaskState, TaskStatus, build
+from protocol import ResultStatus, TaskResult, TaskSpec, TaskState, TaskStatus, build
 from protocol.codec import pack, plain, unpack
 
 #: Ids per ``IN (...)`` query (SQLite's default limit on bound variables is 32,766).
@@ -106,7 +106,7 @@ class Journal:
         db = self._begin()
         cur = db.executemany(
             "INSERT OR IGNORE INTO tasks(seq, id, spec, state, owner) "
-            "VALUES (?, ?, ?, 'queued', ?)",
+            f"VALUES (?, ?, ?, '{TaskStatus.QUEUED}', ?)",
             rows,
         )
         if cur.rowcount == len(rows):
@@ -141,15 +141,15 @@ class Journal:
         db = self._begin()
         if lost is not None:
             self._keep(db, lost)
-        db.execute("UPDATE tasks SET state='queued', worker='' WHERE seq=?", (seq,))
+        db.execute(f"UPDATE tasks SET state='{TaskStatus.QUEUED}', worker='' WHERE seq=?", (seq,))
 
     def retrying(self, seq: int, result: TaskResult, retried: int, not_before: float) -> None:
         self._assigned.pop(seq, None)
         db = self._begin()
         self._keep(db, result)
         db.execute(
-            "UPDATE tasks SET state='queued', worker='', attempt=?, retried=?, not_before=? "
-            "WHERE seq=?",
+            f"UPDATE tasks SET state='{TaskStatus.QUEUED}', worker='', attempt=?, retried=?, "
+            "not_before=? WHERE seq=?",
             (result.attempt, retried, not_before, seq),
         )
 
@@ -173,8 +173,8 @@ class Journal:
         for seq, _, _, _ in done:
             self._assigned.pop(seq, None)
         self._begin().executemany(
-            "UPDATE tasks SET state='done', attempt=?, worker=?, status=?, result=?, finished=? "
-            "WHERE seq=?",
+            f"UPDATE tasks SET state='{TaskStatus.DONE}', attempt=?, worker=?, status=?, result=?, "
+            "finished=? WHERE seq=?",
             [
                 (r.attempt, r.worker_id, str(r.status), pack(plain(r)), r.finished, seq)
                 for seq, _, r, _ in done
@@ -188,9 +188,9 @@ class Journal:
         for seq, spec, result, _ in rows:
             self._keep(db, result)
             db.execute(
-                "UPDATE tasks SET seq=?, state='queued', worker='', worker_key='', attempt=?, "
-                "result=NULL, status=NULL, finished=NULL, retried=0, base=?, not_before=0 "
-                "WHERE seq=?",
+                f"UPDATE tasks SET seq=?, state='{TaskStatus.QUEUED}', worker='', worker_key='', "
+                "attempt=?, result=NULL, status=NULL, finished=NULL, retried=0, base=?, "
+                "not_before=0 WHERE seq=?",
                 (self._next, result.attempt, result.attempt, seq),
             )
             self.recent.pop(spec.id)
@@ -199,7 +199,7 @@ class Journal:
         return seqs
 
     def purge(self, where: Finished, before: float | None, owner: str | None) -> Purged:
-        sql = "state = 'done'"
+        sql = f"state = '{TaskStatus.DONE}'"
         args: list[object] = []
         if where is not None:
             sql += " AND status = ?" if where[1] else " AND status != ?"
@@ -231,7 +231,8 @@ class Journal:
         ]
         if due:
             self._begin().executemany(
-                "UPDATE tasks SET state='running', attempt=?, worker=?, worker_key=? WHERE seq=?",
+                f"UPDATE tasks SET state='{TaskStatus.RUNNING}', attempt=?, worker=?, worker_key=? "
+                "WHERE seq=?",
                 due,
             )
             for _, _, _, seq in due:
@@ -257,7 +258,7 @@ class Journal:
         """Every task not yet final, in submission order, as last committed."""
         cur = self._db.execute(
             "SELECT seq, spec, state, attempt, worker, owner, worker_key, retried, base, "
-            "not_before FROM tasks WHERE state != 'done' ORDER BY seq"
+            f"not_before FROM tasks WHERE state != '{TaskStatus.DONE}' ORDER BY seq"
         )
         for seq, spec, state, attempt, worker, owner, key, retried, base, not_before in cur:
             yield LiveRow(
@@ -291,14 +292,15 @@ class Journal:
         for start in range(0, len(ids), CHUNK):
             chunk = ids[start : start + CHUNK]
             marks = ",".join("?" * len(chunk))
-            sql = f"SELECT {columns} FROM tasks WHERE state = 'done' AND id IN ({marks})"
+            done = TaskStatus.DONE
+            sql = f"SELECT {columns} FROM tasks WHERE state = '{done}' AND id IN ({marks})"
             yield from self._db.execute(sql, chunk)
 
     def tally(self) -> dict[str, int]:
         """Final results by status (``succeeded``, ``failed`` ...) as committed."""
         counts: Counter[str] = Counter()
         for status, count in self._db.execute(
-            "SELECT status, count(*) FROM tasks WHERE state = 'done' GROUP BY status"
+            f"SELECT status, count(*) FROM tasks WHERE state = '{TaskStatus.DONE}' GROUP BY status"
         ):
             counts[str(status)] += count
         return dict(counts)
@@ -307,8 +309,8 @@ class Journal:
         """Results of attempts per worker id, final or in the history: ``(recorded, of them
         without success)``, as committed."""
         cur = self._db.execute(
-            "SELECT worker, count(*), sum(status != 'succeeded') FROM ("
-            " SELECT worker, status FROM tasks WHERE state = 'done' AND worker != ''"
+            f"SELECT worker, count(*), sum(status != '{ResultStatus.SUCCEEDED}') FROM ("
+            f" SELECT worker, status FROM tasks WHERE state = '{TaskStatus.DONE}' AND worker != ''"
             " UNION ALL SELECT worker, status FROM attempts WHERE worker != ''"
             ") GROUP BY worker"
         )
@@ -337,7 +339,7 @@ class Journal:
     ) -> list[tuple[int, TaskState]]:
         """Done tasks after ``seq`` ``after`` (only those ``where`` wants, and ``owner``'s if
         given), in submission order."""
-        sql = "SELECT seq, spec, result FROM tasks WHERE seq > ? AND state = 'done'"
+        sql = f"SELECT seq, spec, result FROM tasks WHERE seq > ? AND state = '{TaskStatus.DONE}'"
         args: list[object] = [after]
         if where is not None:
             sql += " AND status = ?" if where[1] else " AND status != ?"

@@ -18,6 +18,7 @@ from itertools import islice
 from typing import TYPE_CHECKING
 
 from manager.snapshot import status_reply
+from manager.store import finished_where
 from manager.waiting import Capable
 from protocol import (
     MAX_TASK_ID,
@@ -25,6 +26,7 @@ from protocol import (
     Error,
     ProtocolError,
     StatusRequest,
+    TaskFilter,
     TasksReply,
     TasksRequest,
     TaskState,
@@ -142,7 +144,7 @@ class Queries:
         ``viewer`` only that client key's tasks.
         """
         live: list[tuple[int, TaskState]] = []
-        if state in ("", TaskStatus.QUEUED, TaskStatus.RUNNING):
+        if state in (TaskFilter.ALL, TaskStatus.QUEUED, TaskStatus.RUNNING):
             tasks = _after(self.service.book, after, viewer)
             if state:
                 tasks = (t for t in tasks if t.state == state)
@@ -150,10 +152,7 @@ class Queries:
             live = list(zip((t.seq for t in found), self.views(found), strict=True))
         done: list[tuple[int, TaskState]] = []
         if state not in (TaskStatus.QUEUED, TaskStatus.RUNNING):
-            where = {"": None, TaskStatus.DONE: None, "failed": ("succeeded", False)}.get(
-                state, (state, True)
-            )
-            done = self.service.store.page(after, limit, where, viewer)
+            done = self.service.store.page(after, limit, finished_where(state), viewer)
         return sorted([*live, *done], key=lambda row: row[0])[:limit]
 
     def done_count(self) -> int:

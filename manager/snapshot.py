@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from manager.waiting import waiting_counts
-from protocol import StatusReply, TaskStatus
+from protocol import ResultStatus, StatusReply, TaskFilter, TaskStatus
 
 if TYPE_CHECKING:
     from manager.service import TaskService
@@ -42,13 +42,13 @@ def status_reply(
     workers = [service.stats.worker_info(rec, now, ids, viewer) for rec in recs]
     finished = service.done_before + service.book.finished
     done = sum(finished.values())
-    succeeded = finished.get("succeeded", 0)
+    succeeded = finished.get(ResultStatus.SUCCEEDED, 0)
     counts: dict[str, int] = dict(service.book.counts())
     counts.update(
         {
             TaskStatus.DONE: done,
-            "succeeded": succeeded,
-            "failed": done - succeeded,
+            ResultStatus.SUCCEEDED: succeeded,
+            TaskFilter.FAILED: done - succeeded,
             "awaiting_workers": service.waiting_for_workers,
             "watched": len(service.watchers),
             "gaps": admin.gaps.missed,

@@ -33,7 +33,7 @@ from manager.hooks import AdminHooks
 from manager.registry import AgentRecord
 from manager.store import Store
 from manager.taskbook import Live
-from protocol import MAX_NAME, Register, TaskResult, WorkerInfo
+from protocol import MAX_NAME, Register, ResultStatus, TaskResult, WorkerInfo
 
 if TYPE_CHECKING:
     from manager.service import TaskService
@@ -49,7 +49,7 @@ DURATION_BUCKETS = (
 )
 COMMIT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 #: Kinds with a duration histogram of their own; later ones share ``OTHER``.
-MAX_KINDS = 100
+KINDS_WITH_HISTOGRAM = 100
 OTHER = "(other)"
 
 
@@ -138,7 +138,7 @@ class Stats(AdminHooks):
                 kind = task.spec.kind
                 hist = by_kind.get(kind)
                 if hist is None:
-                    key = kind if len(by_kind) < MAX_KINDS else OTHER
+                    key = kind if len(by_kind) < KINDS_WITH_HISTOGRAM else OTHER
                     hist = by_kind.get(key) or by_kind.setdefault(key, Buckets(DURATION_BUCKETS))
             hist.counts[bisect_left(hist.bounds, took)] += 1
             hist.sum += took
@@ -175,7 +175,8 @@ class Stats(AdminHooks):
         """Tasks with a final result, and how many of them did not succeed."""
         before, now = self.service.done_before, self.service.book.finished
         done = sum(before.values()) + sum(now.values())
-        return done, done - before["succeeded"] - now["succeeded"]
+        succeeded = ResultStatus.SUCCEEDED
+        return done, done - before[succeeded] - now[succeeded]
 
     def rate(self, now: float) -> float:
         """Tasks finished per second over the last minute (less while younger)."""

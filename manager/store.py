@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from protocol import TaskResult, TaskSpec, TaskState, TaskStatus
+from protocol import ResultStatus, TaskFilter, TaskResult, TaskSpec, TaskState, TaskStatus
 
 #: Final results kept in memory: the only record without a journal; with one, a cache
 #: that spares SQLite the reads of fresh results.
@@ -59,6 +59,15 @@ class LiveRow:
 #: Which finished tasks a page wants: ``None`` all; ``(status, True)`` only that
 #: status; ``(status, False)`` every status but that one.
 Finished = tuple[str, bool] | None
+
+
+def finished_where(state: str) -> Finished:
+    """What ``state`` (a ``tasks``/``purge`` filter other than queued or running) wants."""
+    if state in (TaskFilter.ALL, TaskStatus.DONE):
+        return None
+    if state == TaskFilter.FAILED:  # done without success
+        return (ResultStatus.SUCCEEDED, False)
+    return (state, True)  # one result status
 
 
 def matches(state: TaskState, where: Finished) -> bool:

@@ -75,7 +75,16 @@ from protocol.records import (
     TaskState,
     WorkerInfo,
 )
-from protocol.states import RESULT_STATUSES, TASK_FILTERS, AgentState, ResultStatus, TaskStatus
+from protocol.states import (
+    PURGEABLE,
+    RESULT_STATUSES,
+    TASK_FILTERS,
+    UNSUCCESSFUL,
+    AgentState,
+    ResultStatus,
+    TaskFilter,
+    TaskStatus,
+)
 
 __all__ = [
     "DEFAULT_PORT",
@@ -92,9 +101,11 @@ __all__ = [
     "MAX_TASK_ID",
     "MESSAGE_TYPES",
     "PROTOCOL_VERSION",
+    "PURGEABLE",
     "RESULT_STATUSES",
     "TASK_FILTERS",
     "TRACEBACK_LIMIT",
+    "UNSUCCESSFUL",
     "ActionReply",
     "AgentDetail",
     "AgentRef",
@@ -133,6 +144,7 @@ __all__ = [
     "StatusRequest",
     "Submit",
     "SubmitReply",
+    "TaskFilter",
     "TaskResult",
     "TaskSpec",
     "TaskState",

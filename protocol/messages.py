@@ -25,8 +25,6 @@ from protocol.records import (
 )
 from protocol.states import RESULT_STATUSES
 
-_STATUSES = frozenset(str(s) for s in RESULT_STATUSES)
-
 # --------------------------------------------------------------------------- messages
 
 
@@ -298,8 +296,8 @@ class Finished(Message):
     def __post_init__(self) -> None:
         if len(self.statuses) != len(self.ids):
             raise ValueError("ids and statuses must have the same length")
-        if not _STATUSES.issuperset(self.statuses):
-            raise ValueError(f"statuses must be among {', '.join(sorted(_STATUSES))}")
+        if not RESULT_STATUSES.issuperset(self.statuses):
+            raise ValueError(f"statuses must be among {', '.join(sorted(RESULT_STATUSES))}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -13,7 +13,6 @@ from typing import Any
 from protocol.constants import MAX_BACKOFF, MAX_NAME, MAX_RETRIES, MAX_TASK_ID
 from protocol.states import RESULT_STATUSES, ResultStatus
 
-_STATUSES = frozenset(str(s) for s in RESULT_STATUSES)  # plain strings: a cheap check
 _SUCCEEDED = str(ResultStatus.SUCCEEDED)
 
 
@@ -91,8 +90,8 @@ class TaskResult:
     skill: int = 0
 
     def __post_init__(self) -> None:
-        if self.status not in _STATUSES:
-            raise ValueError(f"status must be one of {', '.join(sorted(_STATUSES))}")
+        if self.status not in RESULT_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(sorted(RESULT_STATUSES))}")
         if self.success != (self.status == _SUCCEEDED):
             raise ValueError("success must be true exactly when status is 'succeeded'")
         if self.attempt < 0:

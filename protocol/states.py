@@ -39,11 +39,27 @@ class AgentState(StrEnum):
     UNREACHABLE = "unreachable"  # silent for the window: no new work, keeps its tasks a grace
 
 
-RESULT_STATUSES = frozenset(ResultStatus)
+class TaskFilter(StrEnum):
+    """What ``tasks.state`` and ``purge.state`` may ask for besides a state or a result status.
 
+    ``FAILED`` is also the name of the count of such tasks in ``status.counts``.
+    """
+
+    ALL = ""  # every task
+    FAILED = "failed"  # done without success: any result status but succeeded
+
+
+#: Every result status as the plain string that travels (a cheap membership check).
+RESULT_STATUSES = frozenset(str(s) for s in ResultStatus)
+
+#: Every result status but ``succeeded``: what ``TaskFilter.FAILED`` selects.
+UNSUCCESSFUL = frozenset(RESULT_STATUSES - {ResultStatus.SUCCEEDED})
 
 #: What ``tasks.state`` may ask for when paging: a task state, ``failed`` (done
 #: without success), or an exact result status.
 TASK_FILTERS = frozenset(
-    {"", TaskStatus.QUEUED, TaskStatus.RUNNING, TaskStatus.DONE, "failed", *ResultStatus}
+    {*TaskFilter, TaskStatus.QUEUED, TaskStatus.RUNNING, TaskStatus.DONE, *ResultStatus}
 )
+
+#: What ``purge.state`` may name: finished tasks only (``done``: every one of them).
+PURGEABLE = frozenset(TASK_FILTERS - {TaskFilter.ALL, TaskStatus.QUEUED, TaskStatus.RUNNING})

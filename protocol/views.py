@@ -22,9 +22,12 @@ from protocol import (
     ActionReply,
     ErrorInfo,
     HistoryReply,
+    ResultStatus,
     StatusReply,
+    TaskFilter,
     TaskResult,
     TaskState,
+    TaskStatus,
     WorkerInfo,
 )
 
@@ -77,7 +80,7 @@ def task_view(state: TaskState) -> dict[str, Any]:
         "state": str(state.state),
         "attempt": state.attempt,
         "description": state.description,
-        "difficulty": state.difficulty if state.state != "unknown" else None,
+        "difficulty": state.difficulty if state.state != TaskStatus.UNKNOWN else None,
         "worker_id": state.worker or None,
         "result": result_view(state.result),
         "waiting": state.waiting or None,
@@ -106,13 +109,19 @@ def worker_view(info: WorkerInfo) -> dict[str, Any]:
     }
 
 
-TASK_COUNTS = ("queued", "running", "done", "succeeded", "failed")
+TASK_COUNTS = (
+    TaskStatus.QUEUED,
+    TaskStatus.RUNNING,
+    TaskStatus.DONE,
+    ResultStatus.SUCCEEDED,
+    TaskFilter.FAILED,
+)
 
 
 def success_rate(reply: StatusReply) -> float | None:
     """Succeeded of the finished tasks (``None`` before any finished)."""
-    done = reply.counts.get("done", 0)
-    return reply.counts.get("succeeded", 0) / done if done else None
+    done = reply.counts.get(TaskStatus.DONE, 0)
+    return reply.counts.get(ResultStatus.SUCCEEDED, 0) / done if done else None
 
 
 def status_view(reply: StatusReply) -> dict[str, Any]:

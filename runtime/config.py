@@ -28,8 +28,16 @@ def log_format() -> Any:
     )
 
 
-def manager_port(help: str) -> Any:
-    """``--port`` / ``TASKMESH_PORT``: the manager's ROUTER port, for every process."""
+def manager_port(*, bind: bool = False) -> Any:
+    """``--port`` / ``TASKMESH_PORT``: the manager's ROUTER port, for every process.
+
+    ``bind``: the manager's own setting (the port it binds); the others connect to it.
+    """
+    help = (
+        "Port to bind for workers and clients (ROUTER; 0: any free)."
+        if bind
+        else "The manager's port to connect to (its ROUTER)."
+    )
     return setting(DEFAULT_PORT, help=help, low=0, high=65535, metavar="PORT")
 
 

@@ -1,9 +1,12 @@
 """taskmesh for users: the ``Client`` and the ``taskmesh`` command.
 
 ``from taskmesh import Client`` is all a script that submits work needs; it
-imports ``protocol``, ``runtime.sockets`` and pyzmq, nothing of the manager
-or the worker.  The command (``taskmesh.cli``), the demo and the process
-helpers sit on top of every other package and are imported only when used.
+imports ``protocol``, ``runtime``'s socket helpers and pyzmq, nothing of the
+manager or the worker (nor sqlite3 or click).  The command (``taskmesh.cli``),
+the demo and the process helpers sit on top of the agent packages and are
+imported only when used.
+
+May import ``protocol``, ``runtime``, ``manager`` and ``worker``; never ``bench``.
 """
 
 from taskmesh.client import Client

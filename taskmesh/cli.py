@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from manager.cli import manager_command
-from protocol import TASK_FILTERS, TaskState
+from protocol import TASK_FILTERS, UNSUCCESSFUL, ResultStatus, TaskFilter, TaskState
 from runtime.keys import KeyFileError, generate
 from runtime.logs import configure_logging
 from runtime.settings import from_cli, options
@@ -176,8 +176,8 @@ def _status(state: TaskState) -> str:
 
 
 def _wanted(state: str) -> set[str]:
-    if state == "failed":
-        return {s for s in TASK_FILTERS if s not in ("", "succeeded", "queued", "running", "done")}
+    if state == TaskFilter.FAILED:
+        return set(UNSUCCESSFUL)
     return {state}
 
 
@@ -201,11 +201,11 @@ def demo_command(as_json: bool, **values: Any) -> None:
     else:
         click.echo(results_table(summary["tasks"]))
         click.echo(
-            f"\nsuccess rate: {summary['succeeded']}/{len(summary['tasks'])} "
+            f"\nsuccess rate: {summary[ResultStatus.SUCCEEDED]}/{len(summary['tasks'])} "
             f"({summary['success_rate']:.0%}); 3 workers connected "
             f"{summary['connect_seconds']:.2f}s after launch; total {summary['seconds']:.2f}s"
         )
-    if summary["succeeded"] != len(summary["tasks"]):
+    if summary[ResultStatus.SUCCEEDED] != len(summary["tasks"]):
         sys.exit(1)
 
 

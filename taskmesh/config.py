@@ -20,7 +20,7 @@ from runtime.settings import check, setting, table
 @dataclass(frozen=True, kw_only=True)
 class ClientConfig:
     host: str = manager_host()
-    port: int = manager_port("The manager's port (its ROUTER).")
+    port: int = manager_port()
     timeout: float | None = setting(
         None,
         help="Give up after this many seconds [default: 10 for an answer; "
@@ -58,26 +58,38 @@ class DemoConfig:
 
 
 def settings_table() -> str:
-    """Every environment variable of every command, as one Markdown table (README)."""
+    """Every environment variable of every command, as one Markdown table (README).
+
+    A variable several commands read is one row; where its default or its
+    meaning differs between them (``TASKMESH_PORT``: the port a manager binds,
+    the port the others connect to), the cell says which is whose.
+    """
     from manager.config import ManagerConfig
     from worker.config import WorkerConfig
 
-    rows: dict[tuple[str, str], tuple[list[str], dict[str, str], str]] = {}
+    rows: dict[tuple[str, str], tuple[dict[str, str], dict[str, str]]] = {}
     for who, cls in (
         ("manager", ManagerConfig),
         ("worker", WorkerConfig),
         ("client", ClientConfig),
+        ("demo", DemoConfig),
     ):
         for env, flag, default, meaning in table(cls):
-            users, defaults, _ = rows.setdefault((env, flag), ([], {}, meaning))
-            users.append(who)
+            defaults, meanings = rows.setdefault((env, flag), ({}, {}))
             defaults[who] = default
+            meanings[who] = meaning
     lines = ["| variable | option | used by | default | meaning |", "|---|---|---|---|---|"]
-    for (env, flag), (users, defaults, meaning) in rows.items():
-        values = set(defaults.values())
-        if len(values) == 1:
-            default = values.pop()
-        else:
-            default = "; ".join(f"{who}: {value}" for who, value in defaults.items())
-        lines.append(f"| `{env}` | `{flag}` | {', '.join(users)} | {default} | {meaning} |")
+    for (env, flag), (defaults, meanings) in rows.items():
+        users = ", ".join(defaults)
+        lines.append(f"| `{env}` | `{flag}` | {users} | {_whose(defaults)} | {_whose(meanings)} |")
     return "\n".join(lines)
+
+
+def _whose(values: dict[str, str]) -> str:
+    """One value if every command has the same, else ``who, who: value; who: value``."""
+    by_value: dict[str, list[str]] = {}
+    for who, value in values.items():
+        by_value.setdefault(value, []).append(who)
+    if len(by_value) == 1:
+        return next(iter(by_value))
+    return "; ".join(f"{', '.join(who)}: {value.rstrip('.')}" for value, who in by_value.items())

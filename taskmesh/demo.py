@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from protocol import TaskSpec
+from protocol import AgentState, ResultStatus, TaskSpec
 from taskmesh.client import Client
 from taskmesh.procs import Proc, ProcessFailed, spawn, start_manager
 from taskmesh.progress import Progress
@@ -97,7 +97,7 @@ async def _drive(
     succeeded = sum(1 for s in states if s.result is not None and s.result.success)
     return {
         "tasks": states,
-        "succeeded": succeeded,
+        ResultStatus.SUCCEEDED: succeeded,  # a count keyed like status counts
         "success_rate": succeeded / len(states),
         "distinct_workers": len({s.result.worker for s in states if s.result}),
         "connect_seconds": connected_at - launched,
@@ -113,7 +113,7 @@ async def _wait_for_workers(client: Client, procs: list[Proc], count: int) -> fl
             if not proc.alive():
                 raise ProcessFailed(f"{proc.name} exited with {proc.popen.returncode}")
         status = await client.status()
-        if sum(1 for w in status.workers if w.state == "connected") >= count:
+        if sum(1 for w in status.workers if w.state == AgentState.CONNECTED) >= count:
             return time.monotonic()
         await asyncio.sleep(0.02)
     raise TimeoutError(f"{count} workers did not connect within 30s")

@@ -14,15 +14,12 @@ from typing import Any
 
 import click
 
-from protocol import TASK_FILTERS, ActionReply, HistoryReply, TaskStatus
+from protocol import PURGEABLE, ActionReply, HistoryReply, TaskStatus
 from runtime.settings import options
 from taskmesh import command
 from taskmesh.config import ClientConfig
 from taskmesh.table import render
 from taskmesh.views import action_view, dumps, history_view, iso, purge_view
-
-#: What ``purge --state`` accepts: finished tasks only.
-PURGEABLE = sorted(str(s) for s in TASK_FILTERS - {"", TaskStatus.QUEUED, TaskStatus.RUNNING})
 
 ACTION_EXITS = (
     "Exit codes: 0 every task was acted on; 1 some id was refused (unknown, or in a "
@@ -103,7 +100,7 @@ def _act(action: str, ids: tuple[str, ...], as_json: bool, values: dict[str, Any
 @click.option(
     "--state",
     required=True,
-    type=click.Choice(PURGEABLE),
+    type=click.Choice(sorted(str(s) for s in PURGEABLE)),  # values, not enum names
     help="Which finished tasks: 'done' every one, 'failed' all but the succeeded, "
     "or one result status.",
 )

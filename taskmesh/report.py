@@ -6,7 +6,7 @@ import csv
 import io
 from collections.abc import Sequence
 
-from protocol import TaskState
+from protocol import TaskState, TaskStatus
 from taskmesh.table import render
 
 HEADERS = [
@@ -47,13 +47,13 @@ def _rows(states: Sequence[TaskState], width: int | None) -> list[list[object]]:
                 error = error[: width - 3] + "..."
         elif s.waiting:
             error = f"waiting: {s.waiting}"  # queued, and no connected worker can run it
-        elif s.state != "done":
+        elif s.state != TaskStatus.DONE:
             error = s.state  # queued, running, or unknown: no result yet
         rows.append(
             [
                 s.id,
                 s.description,
-                s.difficulty if s.state != "unknown" else "",
+                s.difficulty if s.state != TaskStatus.UNKNOWN else "",
                 r.worker if r else "",
                 r.skill if r and r.worker else "",  # no worker ran it: no skill either
                 r.status if r else s.state,

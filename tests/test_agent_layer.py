@@ -8,8 +8,11 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import zmq
+import zmq.asyncio
+
 from manager import Admin
-from protocol import AgentDetail
+from protocol import AgentDetail, Register, decode
 from runtime.sockets import port_of
 from tests.conftest import Cluster
 
@@ -148,7 +151,17 @@ def test_agent_started_before_the_admin_connects_when_it_comes_up(cluster: Clust
         port = port_of(admin.address)
         await admin.close()
         cluster.script("early", "agent_proc", str(port), "early")
-        await asyncio.sleep(1.0)  # the agent retries; it must not crash meanwhile
+        # A silent socket on the port until the agent has registered twice: it
+        # retries (and has not crashed) while nobody answers.
+        silent = zmq.asyncio.Context.instance().socket(zmq.ROUTER)
+        silent.setsockopt(zmq.LINGER, 0)
+        silent.bind(f"tcp://127.0.0.1:{port}")
+        try:
+            for _ in range(2):
+                frames = await asyncio.wait_for(silent.recv_multipart(), 10)
+                assert isinstance(decode(frames[-1], 1 << 20), Register)
+        finally:
+            silent.close()
         assert cluster.procs[-1].alive()
         late = Recorder(port=port)
         late.open()

@@ -19,7 +19,7 @@ from click.testing import CliRunner, Result
 from manager.config import ManagerConfig
 from runtime.settings import specs
 from taskmesh.cli import main
-from taskmesh.config import ClientConfig
+from taskmesh.config import ClientConfig, DemoConfig
 from taskmesh.procs import spawn
 from tests.conftest import FAST, Cluster
 from worker.config import WorkerConfig
@@ -121,11 +121,20 @@ def test_no_environment_variable_means_two_things() -> None:
 def test_readme_lists_every_setting_as_the_code_declares_it() -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     table = taskmesh("settings").output.strip()
-    assert table in readme  # regenerate with: taskmesh settings
-    for config in (ManagerConfig, WorkerConfig, ClientConfig):
+    assert table in readme  # regenerate with: taskmesh settings --update README.md
+    for config in (ManagerConfig, WorkerConfig, ClientConfig, DemoConfig):
         for spec in specs(config):
             if spec.meta.cli:
                 assert f"| `{spec.env}` | `{spec.flag}` |" in table, spec.env
+
+
+def test_a_variable_read_differently_says_what_it_means_to_each() -> None:
+    rows = {line.split(" | ")[0]: line for line in taskmesh("settings").output.splitlines()}
+    port = rows["| `TASKMESH_PORT`"]
+    assert "manager: Port to bind" in port
+    assert "worker, client: The manager's port to connect to" in port
+    scale = rows["| `TASKMESH_DEMO_TIME_SCALE`"]
+    assert "| demo | 0.25 |" in scale
 
 
 def test_no_manager_is_a_clear_error(unused_port: int) -> None:

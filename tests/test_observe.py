@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -202,6 +203,11 @@ def test_unmatched_fail_fails_at_once(cluster: Cluster) -> None:
     assert "no connected worker can run it" in by_id["hard"]["error"]["message"]
 
 
+def frames(out: bytes) -> int:
+    """Frames ``status --watch`` printed into a pipe: each starts with a ``--- `` line."""
+    return out.count(b"\n--- ") + out.startswith(b"--- ")
+
+
 def test_status_watch_refreshes_in_place_on_a_terminal_only(cluster: Cluster) -> None:
     cluster.manager()
     command = [sys.executable, "-m", "taskmesh", "status", "--watch", "--interval", "0.2"]
@@ -209,14 +215,22 @@ def test_status_watch_refreshes_in_place_on_a_terminal_only(cluster: Cluster) ->
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     # Into a pipe: frames appended, each under a timestamp line, until Ctrl-C (exit 0).
     piped = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-    try:
-        time.sleep(2.0)
+    assert piped.stdout is not None
+    early = b""
+    try:  # until three frames are out (at most 15 s), then Ctrl-C
+        deadline = time.monotonic() + 15
+        while frames(early) < 3 and time.monotonic() < deadline:
+            if select.select([piped.stdout], [], [], 0.5)[0]:
+                chunk = os.read(piped.stdout.fileno(), 65536)
+                if not chunk:
+                    break
+                early += chunk
     finally:
         piped.send_signal(signal.SIGINT)
         out, _ = piped.communicate(timeout=10)
-    assert piped.returncode == 0, out
-    text = out.decode()
-    assert text.count("\n--- ") + text.startswith("--- ") >= 3, text
+    assert piped.returncode == 0, early + out
+    text = (early + out).decode()
+    assert frames(text.encode()) >= 3, text
     assert "\x1b[" not in text
     # On a terminal: redrawn in place (cursor home, lines cleared), no timestamp lines.
     leader, follower = os.openpty()

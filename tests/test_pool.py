@@ -1,15 +1,17 @@
-"""Warm processes for process kinds: reused between tasks, replaced after a kill."""
+"""Process kinds: a fresh process per task, or warm processes reused between tasks and
+replaced after a kill; either way the worker's event loop runs on meanwhile."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+from pathlib import Path
 
 import pytest
 
 from protocol import TaskSpec
 from tests.helpers import handlers as fake
-from worker.isolation import TaskError
+from worker.isolation import TaskError, run_in_process
 from worker.pool import ProcessPool
 from worker.task import TaskContext
 
@@ -56,5 +58,32 @@ def test_a_failing_task_keeps_its_pool_process() -> None:
             assert pool.replaced == 0
         finally:
             pool.close()
+
+    asyncio.run(body())
+
+
+def test_the_event_loop_runs_on_while_a_process_task_runs(tmp_path: Path) -> None:
+    """The task waits for a file that only a coroutine on the worker's loop writes:
+    were the loop blocked on the child's pipe, the task would give up ('never')."""
+    flag = tmp_path / "ticked"
+
+    async def body() -> None:
+        ticks = 0
+
+        async def ticker() -> None:  # stands for the heartbeats
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+                if ticks == 3:
+                    flag.touch()
+
+        beat = asyncio.ensure_future(ticker())
+        try:
+            out = await run_in_process(fake.until_file, TaskSpec(id="t", payload=str(flag)), CTX)
+        finally:
+            beat.cancel()
+        assert out == "seen"
+        assert ticks >= 3
 
     asyncio.run(body())

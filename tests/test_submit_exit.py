@@ -47,12 +47,13 @@ def test_exit_3_on_timeout_prints_what_finished_and_what_is_pending(
         {"id": "quick", "kind": "noop"},
         {"id": "slow", "kind": "sleep", "payload": 30},
     ]
-    result = submit(cluster, tmp_path, tasks, "--timeout", "1", "--json")
+    # Long enough for a no-op on a connected worker; the 30 s sleep never makes it.
+    result = submit(cluster, tmp_path, tasks, "--timeout", "0.5", "--json")
     assert result.exit_code == 3, result.output
     answer = json.loads(result.stdout)
     assert [s["id"] for s in answer["results"]] == ["quick"]
     assert answer["pending"] == ["slow"]
-    assert "1 task(s) not done within 1.0s" in result.stderr
+    assert "1 task(s) not done within 0.5s" in result.stderr
 
 
 def test_exit_4_when_the_manager_refuses_or_is_gone(

@@ -402,3 +402,45 @@ def test_a_late_welcome_does_not_undo_a_connection() -> None:
     assert len(link.of(Ready)) == readies + 1  # the new record is proven as well
     beats(worker, clock, 10.0)
     assert worker.session == Session.CONNECTED
+
+
+def test_the_flush_loop_retries_a_refused_send_soon_not_a_window_later() -> None:
+    async def body() -> None:
+        worker, runner, link, clock = worker_with_fakes(handlers())
+        worker.keep_session(clock())
+        worker.handle(
+            Welcome(
+                version=PROTOCOL_VERSION,
+                manager_id="m",
+                manager_name="m",
+                epoch=EPOCH,
+                pub_endpoint="tcp://127.0.0.1:2",
+                heartbeat_interval=20.0,  # a window of a minute: far beyond the wait below
+                liveness=3,
+            )
+        )
+        worker.handle_published(Probe(agent_id=worker.id, epoch=EPOCH))
+        loops = [asyncio.ensure_future(c) for c in runner.loops()]
+        try:
+            worker.handle(Assign(epoch=EPOCH, jobs=[job("a")]))
+            await settle()
+            link.accepting = False  # the manager's queue is full
+            GATES["a"].set()
+            for _ in range(200):  # the slot wakes the flush loop, whose send is refused
+                await asyncio.sleep(0.01)
+                if link.refused:
+                    break
+            assert link.refused
+            assert sent_results(link) == []
+            link.accepting = True  # nothing else happens on this idle worker
+            for _ in range(1000):  # at most ~10 s, a sixth of the window
+                if sent_results(link):
+                    break
+                await asyncio.sleep(0.01)
+            assert sent_results(link) == [("a", 1)]
+        finally:
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+
+    run(body)

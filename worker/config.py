@@ -41,7 +41,7 @@ class WorkerConfig(AgentConfig):
     )
     capacity: int = setting(1, help="Tasks run at the same time.", low=1, high=10_000)
     host: str = manager_host()
-    port: int = manager_port("The manager's port (its ROUTER).")
+    port: int = manager_port()
     time_scale: float = setting(
         1.0, help="Seconds per difficulty point for 'simulate' tasks.", low=0, high=3600
     )

@@ -76,6 +76,10 @@ class Handlers:
             module = importlib.import_module(module_name)
         except ImportError as exc:
             raise HandlerError(f"cannot import {module_name!r}: {exc}") from None
+        except Exception as exc:  # the module's own code failed: its error, not a traceback
+            raise HandlerError(
+                f"importing {module_name!r} raised {type(exc).__name__}: {exc}"
+            ) from None
         table = getattr(module, attr or "HANDLERS", None)
         if not isinstance(table, dict):
             raise HandlerError(

@@ -6,10 +6,11 @@ A ``WorkerHooks`` extension of the ``Worker`` (``worker.use(TaskRunner(...))``).
 count as held).  A job costs no task, lock or timer of its own unless its
 kind needs one.  Results go out in batches whenever the slots run out of
 ready work, and each is kept until the manager acknowledges it: re-sent
-after a reconnect or after a liveness window without an acknowledgement.
-A ``withdraw`` from the manager (the task was cancelled) drops a job that
-waits for a slot and cancels one that runs (a process kind's child is
-killed); neither reports a result.
+after a reconnect or after a liveness window without an acknowledgement;
+a batch the connection refused (its queue full) is tried again after 50 ms,
+backing off to 1 s while refusals last.  A ``withdraw`` from the manager
+(the task was cancelled) drops a job that waits for a slot and cancels one
+that runs (a process kind's child is killed); neither reports a result.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ Result = dict[str, Any]  # a TaskResult as it travels (see ``TaskRunner.result``
 
 _error = encoder(ErrorInfo)
 SUCCEEDED = ResultStatus.SUCCEEDED.value
+RETRY_FIRST, RETRY_MOST = 0.05, 1.0  # seconds between flushes while sends are refused
 
 
 class TaskRunner(WorkerHooks):
@@ -76,6 +78,7 @@ class TaskRunner(WorkerHooks):
         self._outbox: list[Result] = []
         self._sent_at: dict[Key, float] = {}  # clock time each unacknowledged result was sent
         self._wake = asyncio.Event()
+        self._refused = False  # the last flush's send was refused: retry after a backoff
         self._changed = asyncio.Event()  # a job ended or an ack came: drain re-checks
         self._contexts: dict[int, TaskContext] = {}
 
@@ -298,12 +301,14 @@ class TaskRunner(WorkerHooks):
     # ------------------------------------------------------------------ results
 
     async def _flush_loop(self) -> None:
+        retry = 0.0  # seconds to the next try while sends are refused (0: none refused)
         while True:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._window()):  # no Task per wait, as wait_for makes
+                async with asyncio.timeout(retry or self._window()):  # no Task, as wait_for makes
                     await self._wake.wait()
             self._wake.clear()
             self.flush(self.worker.clock())
+            retry = min(max(retry * 2, RETRY_FIRST), RETRY_MOST) if self._refused else 0.0
 
     def _window(self) -> float:
         return self.worker.interval * self.worker.liveness
@@ -312,10 +317,11 @@ class TaskRunner(WorkerHooks):
         """Send finished results in batches; re-send what waited a window unacknowledged.
 
         Returns how many results went out.  Results that could not be sent
-        stay unacknowledged and go out again later.
+        stay in the outbox; the flush loop tries again after a short backoff.
         """
         if not self.worker.connected:
             self._outbox.clear()  # kept in _unacked; re-sent when connected again
+            self._refused = False
             return 0
         if not self._outbox:
             window = self._window()
@@ -327,9 +333,12 @@ class TaskRunner(WorkerHooks):
         outbox, self._outbox = self._outbox, []
         sent = 0
         limit = self.worker.config.max_message_bytes
+        self._refused = False
         for data, count in pack_chunks(outbox, _results_message, limit):
             if not self.worker.send_nowait(data):
-                break  # the rest stays in _unacked: re-sent when the manager takes messages
+                self._refused = True  # the flush loop retries the rest soon
+                self._outbox = outbox[sent:] + self._outbox
+                break
             sent += count
         for result in outbox[:sent]:
             self._sent_at[(result["task_id"], result["attempt"])] = now

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from protocol import TaskSpec
+from protocol import AgentState, TaskSpec
 from taskmesh.bench.procstat import cpu_seconds, rss_mb
 from taskmesh.client import Client, ProgressFn
 from taskmesh.procs import Proc, spawn, start_manager
@@ -29,7 +29,7 @@ JOURNALS = ("memory", "file", "fsync")
 #: Tasks submitted (and built) per step, and steps in flight at once: the bench never
 #: holds every spec at once, and the manager's live tasks stay bounded as a real
 #: producer's would (memory is then measured against history, not a backlog).
-CHUNK = 10_000
+TASKS_PER_STEP = 10_000
 IN_FLIGHT = 4
 
 
@@ -151,7 +151,7 @@ async def _connected(client: Client, want: int, timeout: float = 60.0) -> int:
     """Wait until at least ``want`` workers are connected; return how many are."""
     deadline = time.monotonic() + timeout
     while True:
-        count = sum(w.state == "connected" for w in (await client.status()).workers)
+        count = sum(w.state == AgentState.CONNECTED for w in (await client.status()).workers)
         if count >= want:
             return count
         if time.monotonic() > deadline:
@@ -165,10 +165,10 @@ async def _push(
     """Submit ``total`` tasks in pipelined chunks while waiting for them all."""
     tally: Counter[str] = Counter()
     waits: list[asyncio.Future[Counter[str]]] = []
-    for start in range(0, total, CHUNK):
+    for start in range(0, total, TASKS_PER_STEP):
         if len(waits) >= IN_FLIGHT:
             tally.update(await waits.pop(0))
-        chunk = specs(load, start, min(CHUNK, total - start), prefix)
+        chunk = specs(load, start, min(TASKS_PER_STEP, total - start), prefix)
         await client.submit(chunk, watch=True, brief=True)
         ids = [s.id for s in chunk]
         waits.append(asyncio.ensure_future(client.count(ids, progress=progress.step())))

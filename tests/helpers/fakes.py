@@ -181,6 +181,7 @@ class FakeLink:
         self.sub_endpoint = ""
         self.busy = False
         self.accepting = True
+        self.refused = 0  # sends refused while not accepting
         self.sent: list[Message] = []
         self.dealers = 0
         self.subs = 0  # SUB sockets made (connects to a new endpoint and renewals)
@@ -211,6 +212,7 @@ class FakeLink:
 
     def send_nowait(self, body: bytes) -> bool:
         if not self.accepting:
+            self.refused += 1
             return False
         self.sent.append(decode(body, 1 << 30))
         return True

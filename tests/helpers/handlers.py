@@ -72,6 +72,16 @@ def flaky(task: TaskSpec, ctx: TaskContext) -> str:
     return f"ok on attempt {ctx.attempt}"
 
 
+def until_file(task: TaskSpec, ctx: TaskContext) -> str:
+    """Waits (at most 10 s) for the file ``payload`` names to appear: 'seen' or 'never'."""
+    path = Path(str(task.payload))
+    for _ in range(1000):
+        if path.exists():
+            return "seen"
+        time.sleep(0.01)
+    return "never"
+
+
 def pid_then_hang(task: TaskSpec, ctx: TaskContext) -> None:
     """Writes its process id to the file ``payload`` names, then runs for an hour."""
     Path(str(task.payload)).write_text(str(os.getpid()))
