@@ -1,7 +1,7 @@
 """Network faults at the socket level (issue 12): one worker's packets dropped, then restored.
 
 Manager, workers and the test's client run in a private network namespace
-(``tests/helpers/netns.py``).  The manager binds ``0.0.0.0``; worker ``a``
+(``taskmesh/bench/netns.py``).  The manager binds ``0.0.0.0``; worker ``a``
 reaches it at 127.0.0.2 and worker ``b`` at 127.0.0.3, so dropping every
 packet to and from 127.0.0.2 partitions ``a`` alone (both its DEALER and its
 SUB) while ``b`` and the client (127.0.0.1) carry on.  Skipped where the
@@ -20,8 +20,8 @@ import pytest
 
 from protocol import TaskSpec
 from runtime.sockets import port_of
+from taskmesh.bench.netns import PrivateNetwork, unavailable
 from tests.conftest import Cluster
-from tests.helpers.netns import PrivateNetwork, unavailable
 from tests.helpers.ops import HANDLERS, status, submit, wait_done, wait_until
 
 pytestmark = pytest.mark.slow

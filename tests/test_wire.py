@@ -101,8 +101,12 @@ class RawPeer:
         self.send(body)
         return self.recv("welcome")
 
-    def join(self, **fields: Any) -> dict[str, Any]:
-        """Full handshake: register, subscribe, answer the probe (again after a restart)."""
+    def join(self, drain: float | None = None, **fields: Any) -> dict[str, Any]:
+        """Full handshake: register, subscribe, answer the probe (again after a restart).
+
+        A draining peer (``drain`` = its grace) sends ``drain`` right before
+        ``ready``, every time it joins (PROTOCOL.md §9.8).
+        """
         self.epoch = ""  # no heartbeats until the new epoch is known
         welcome = self.register(**fields)
         if self.sub is not None:
@@ -115,6 +119,8 @@ class RawPeer:
             probe = self.recv("probe", sock=self.sub)
             if probe["agent_id"] == self.id:
                 break
+        if drain is not None:
+            self.send({"type": "drain", "grace": drain})
         self.send({"type": "ready", "epoch": welcome["epoch"]})
         self.epoch, self.interval = welcome["epoch"], welcome["heartbeat_interval"]
         self.recv("roster")
@@ -586,6 +592,72 @@ def test_holding_keeps_a_job_waiting_for_a_slot_assigned_across_a_restart(
         done = wait_done(cluster, ids)
         assert all(s.result is not None and s.result.worker == peer.id for s in done)
         assert all(s.attempt == 1 for s in done)
+    finally:
+        peer.close()
+
+
+def test_a_hand_written_worker_stays_draining_across_a_manager_restart(
+    cluster: Cluster,
+) -> None:
+    """PROTOCOL.md §9.8, followed by hand: ``drain`` again right before every ``ready``."""
+    slow = ("--heartbeat-interval", "0.5")  # a raw peer heartbeats only while it waits
+    grace = 30.0
+    mgr = cluster.manager(*slow)
+    peer = RawPeer(cluster.port)
+    try:
+        peer.join(capacity=2)
+        submit(cluster, [TaskSpec(id="long")])
+        (held_job,) = peer.recv("assign")["jobs"]
+        held = [{"task_id": "long", "attempt": held_job["attempt"]}]
+        assert held == [{"task_id": "long", "attempt": 1}]
+        peer.send({"type": "drain", "grace": grace})
+
+        def my_state() -> str:
+            peer.pump(0.1)
+            return next((w.state for w in status(cluster).workers if w.id == peer.id), "")
+
+        wait_until(lambda: my_state() == "draining", what="the peer draining")
+        # Work it has a free slot and the skill for, queued when the manager dies.
+        queued = submit(cluster, [TaskSpec(id=f"queued-{i}") for i in range(3)])
+        mgr.signal(signal.SIGKILL)
+        mgr.stop()
+        cluster.manager(*slow)  # same port, same journal, new epoch
+
+        # Its heartbeats reach an instance that never saw it: unknown_peer (§7, §10).
+        def told_unknown() -> bool:
+            peer.pump(0.1)
+            return any(m["type"] == "error" and m["code"] == "unknown_peer" for m in peer.seen)
+
+        wait_until(told_unknown, what="unknown_peer from the new instance")
+        peer.seen.clear()
+        peer.join(drain=grace, capacity=2, holding=held)
+        assert my_state() == "draining"
+        peer.pump(2 * 0.5 * 3 + 1 + 0.5)  # past the wait for orphans (§9.9)
+        assert [m for m in peer.seen if m["type"] == "assign"] == []
+        assert my_state() == "draining"
+
+        async def look(ids: list[str]) -> list[TaskState]:
+            async with cluster.client() as c:
+                return await c.tasks(ids)
+
+        assert [(s.state, s.attempt) for s in cluster.run(look(queued))] == [("queued", 0)] * 3
+        (long,) = cluster.run(look(["long"]))
+        assert (long.state, long.worker, long.attempt) == ("running", peer.id, 1)
+
+        result = {**held[0], "worker": peer.id, "worker_id": peer.id}
+        peer.send(
+            {"type": "results", "results": [{**result, "success": True, "status": "succeeded"}]}
+        )
+        assert peer.recv("result_ack")["keys"] == held
+        peer.send({"type": "bye", "reason": "stopped; cancelled 0"})
+        (done,) = wait_done(cluster, ["long"])
+        assert done.result is not None
+        assert (done.result.worker_id, done.attempt, done.result.success) == (peer.id, 1, True)
+        counts = status(cluster).counts
+        assert (counts["done"], counts.get("duplicates", 0)) == (1, 0)
+        # The queued work was runnable all along: a worker that is not draining takes it.
+        cluster.worker("after", 5, "--time-scale", "0.01")
+        assert all(s.result and s.result.worker == "after" for s in wait_done(cluster, queued))
     finally:
         peer.close()
 

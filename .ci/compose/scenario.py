@@ -4,7 +4,9 @@ Drives ``docker compose`` (COMPOSE, PROJECT) and the host's ``taskmesh`` CLI
 (TASKMESH) through the published ports, and checks what a user would check:
 workers connect, the seed's tasks succeed on the right workers, every task
 completes exactly once through a worker crash and a manager restart, scaled
-workers join with distinct names, and ``stop`` ends every container with 0.
+workers join with distinct names, a worker on the host joins through the
+published ports with its own key, and ``stop`` during a long task drains it
+(recorded once, by that worker) and ends every container with 0.
 Writes its phase timings to TM_REPORT. Every wait is bounded.
 """
 
@@ -53,8 +55,9 @@ def run(cmd: Sequence[str], timeout: float = 120, stdin: str | None = None) -> s
     return proc.stdout
 
 
-def compose(*args: str, timeout: float = 180) -> str:
-    return run([COMPOSE, "-f", str(REPO / "docker-compose.yml"), "-p", PROJECT, *args], timeout)
+def compose(*args: str, timeout: float = 180, stdin: str | None = None) -> str:
+    cmd = [COMPOSE, "-f", str(REPO / "docker-compose.yml"), "-p", PROJECT, *args]
+    return run(cmd, timeout, stdin)
 
 
 #: The operator's key pair and the manager's public key, read from the `keys` volume.
@@ -208,6 +211,17 @@ def phase_demo() -> None:
     check('taskmesh_results_total{status="succeeded"}' in metrics, "metrics: no succeeded count")
     page = json.loads(http_get("/status.json"))
     check(len(page["workers"]) >= 3, f"status page: workers {page.get('workers')!r:.200}")
+    # README: from a script, `exec -T` into the manager, naming the operator's key.
+    operator = ["--secret-key", "/keys/operators/operator.key_secret"]
+    piped = json.dumps(echo_tasks("exec", 2))
+    out = compose(
+        *("exec", "-T", "manager", "taskmesh", "submit", "-", "--wait", "--json", *operator),
+        *("--manager-key", "/keys/manager.key", "--log-level", "ERROR"),
+        stdin=piped,
+        timeout=120,
+    )
+    results = json.loads(out)["results"]
+    check([r["state"] for r in results] == ["done"] * 2, f"exec -T submit: {out[:300]}")
 
 
 def http_get(path: str) -> str:
@@ -279,18 +293,110 @@ def phase_scale() -> None:
     )
 
 
+#: A task in flight when docker stops its worker: longer than docker's default 10 s
+#: before SIGKILL, shorter than the worker's drain (TASKMESH_GRACE, 30 s) and
+#: compose's stop_grace_period (45 s).
+LONG = 18
+
+
+def long_task(task_id: str, difficulty: int) -> dict[str, Any]:
+    return {"id": task_id, "kind": "sleep", "payload": LONG, "difficulty": difficulty}
+
+
+def trouble(name: str) -> int:
+    """How many manager log lines say worker ``name`` was unreachable or lost."""
+    lines = compose("logs", "--no-color", "manager", timeout=60).splitlines()
+    return sum(name in ln and ("unreachable" in ln or "lost:" in ln) for ln in lines)
+
+
+def drained_once(task_id: str, worker: str) -> None:
+    """``task_id`` done once, by ``worker`` at its first attempt: it was neither
+    cut off nor re-run."""
+    (state,) = taskmesh("results", task_id)
+    result = state["result"] or {}
+    got = (state["state"], result.get("success"), result.get("worker"), state["attempt"])
+    check(got == ("done", True, worker, 1), f"{task_id}: (state, success, worker, attempt) {got}")
+
+
+def stopped_cleanly(container: str) -> None:
+    got = inspect(container, "{{.Name}} {{.State.Status}} {{.State.ExitCode}}")
+    check(got.endswith(" exited 0"), f"not exit 0 (137: docker killed it mid-drain): {got}")
+
+
 def phase_stop() -> None:
     containers = compose("ps", "-q").split()
     check(len(containers) == 4 + POOL, f"expected {4 + POOL} containers, got {len(containers)}")
-    # Stopped while running a task: Senior drains (finishes it) within its grace.
-    submit(write_tasks("stop", slow_tasks("stop-slow", 1)))
-    wait_for("Senior running a task", running_on("Senior"), 30)
+    # One worker stopped during a long task: it finishes it within its drain and
+    # exits 0; the manager never sees it unreachable and nothing re-runs.
+    senior = container_of("senior")
+    before = trouble("Senior")
+    submit(write_tasks("stop-senior", [long_task("stop-senior", 8)]))  # only Senior can
+    wait_for("Senior running the long task", running_on("Senior"), 30)
+    compose("stop", "senior", timeout=120)
+    stopped_cleanly(senior)
+    drained_once("stop-senior", "Senior")
+    check(trouble("Senior") == before, "the manager logged Senior unreachable or lost")
+    # The whole cluster stopped during a long task (Intermediate's: best fit for 6).
+    manager = container_of("manager")
+    before = trouble("Intermediate")
+    submit(write_tasks("stop-all", [long_task("stop-all", 6)]))
+    wait_for("Intermediate running the long task", running_on("Intermediate"), 30)
     compose("stop", timeout=180)
-    codes = {
-        c[:12]: inspect(c, "{{.Name}} {{.State.Status}} {{.State.ExitCode}}") for c in containers
-    }
-    bad = [v for v in codes.values() if not v.endswith(" exited 0")]
-    check(not bad, f"containers that did not exit 0: {bad}")
+    for container in containers:
+        stopped_cleanly(container)
+    # The manager stopped last, after recording the drained result: start it alone to look.
+    run(["docker", "start", manager])
+    wait_for("the manager back", lambda: taskmesh("results", "stop-all"), 60)
+    drained_once("stop-all", "Intermediate")
+    check(trouble("Intermediate") == before, "the manager logged Intermediate unreachable or lost")
+    run(["docker", "stop", "--time", "20", manager], timeout=60)
+    stopped_cleanly(manager)
+
+
+def phase_outside() -> None:
+    """A worker on the host joins through the published ports, as the README tells
+    an operator: its own key pair, the public half listed in /keys/workers."""
+    run([TASKMESH, "keys", "generate", "outside", "--dir", str(TMP)])
+    public = (TMP / "outside.key").read_text()
+    listed = ["run", "--rm", "-T", "--no-deps", "--entrypoint", "sh", "keys", "-c"]
+    compose(*listed, "cat > /keys/workers/outside.key", stdin=public, timeout=60)
+    cmd = [TASKMESH, "worker", "--host", "127.0.0.1", "--port", PORT, "--name", "Outside"]
+    cmd += ["--skill", "7", "--secret-key", str(TMP / "outside.key_secret")]
+    cmd += ["--manager-key", str(TMP / "manager.key"), "--log-level", "INFO"]
+    log = (TMP / "outside.log").open("w")
+    worker = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+
+        def joined() -> bool:
+            workers = taskmesh("status")["workers"]
+            return any(w["name"] == "Outside" and w["state"] == "connected" for w in workers)
+
+        wait_for("the outside worker connected", joined, 60)
+        path = write_tasks("outside", echo_tasks("outside-echo", 3, difficulty=7))
+        submit(path)  # best fit for 7: Outside (skill 7, one slot), then Senior (9)
+        states = wait_done(path, timeout=60)
+        assert_succeeded_once(path, states)
+        workers = {s["result"]["worker"] for s in states}
+        check("Outside" in workers, f"no task ran on the outside worker: {workers}")
+        worker.send_signal(15)
+        try:
+            code = worker.wait(timeout=45)
+        except subprocess.TimeoutExpired:
+            code = None
+        check(code == 0, f"the outside worker on SIGTERM: exit {code}")
+
+        def gone() -> bool:
+            return all(w["name"] != "Outside" for w in taskmesh("status")["workers"])
+
+        wait_for("the outside worker gone from status", gone, 30)
+    except Failed as exc:
+        tail = (TMP / "outside.log").read_text()[-3000:]
+        raise Failed(f"{exc}\nthe outside worker's log:\n{tail}") from None
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(timeout=10)
+        log.close()
 
 
 def phase_image() -> None:
@@ -327,6 +433,7 @@ def main() -> None:
         ("crash", phase_crash),
         ("restart", phase_restart),
         ("scale", phase_scale),
+        ("outside", phase_outside),
         ("stop", phase_stop),
     ]
     try:
