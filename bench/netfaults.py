@@ -20,7 +20,7 @@ from pathlib import Path
 
 import click
 
-from protocol import TaskSpec
+from protocol import AgentState, TaskSpec
 from taskmesh.bench.netns import NetnsError, PrivateNetwork, unavailable
 from taskmesh.client import Client
 from taskmesh.errors import ManagerUnavailable
@@ -100,14 +100,14 @@ class Watch:
                 if not self.log or self.log[-1][1] != seen:
                     self.log.append((time.monotonic(), seen))
                     self.row.states += ("," if self.row.states else "") + seen
-                self.row.b_hit |= now.get("b") != "connected"
+                self.row.b_hit |= now.get("b") != AgentState.CONNECTED
             if until is not None and until():
                 return
             await asyncio.sleep(POLL)
 
     def out_since(self, since: float) -> float | None:
         """When ``a`` was first seen not connected after ``since``."""
-        return next((t for t, s in self.log if t >= since and s != "connected"), None)
+        return next((t for t, s in self.log if t >= since and s != AgentState.CONNECTED), None)
 
     def first(self, state: str, since: float) -> float | None:
         return next((t for t, s in self.log if t >= since and s == state), None)
@@ -120,22 +120,24 @@ class Watch:
         def settled() -> bool:
             if self.out_since(cut_at) is None:
                 return time.monotonic() - healed > window + 1
-            return self.log[-1][1] == "connected"
+            return self.log[-1][1] == AgentState.CONNECTED
 
         await self.run(4 * window + 20, settled)
         out = self.out_since(cut_at)
         row = self.row
         row.out_after = None if out is None else out - cut_at
-        pending = self.first("pending", healed)
+        pending = self.first(AgentState.PENDING, healed)
         row.pending = None if pending is None else pending - healed
-        back = self.log[-1][0] if out is not None and self.log[-1][1] == "connected" else None
+        back = (
+            self.log[-1][0] if out is not None and self.log[-1][1] == AgentState.CONNECTED else None
+        )
         row.connected = None if back is None else back - healed
 
 
 async def all_connected(client: Client, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if list((await states(client)).values()) == ["connected"] * 2:
+        if list((await states(client)).values()) == [AgentState.CONNECTED] * 2:
             return
         await asyncio.sleep(POLL)
     raise ProcessFailed(f"workers a and b not connected within {timeout:.0f}s")
