@@ -496,3 +496,18 @@ def test_the_http_status_page_lists_no_task_ids_with_curve(cluster: Cluster, key
         with urllib.request.urlopen(url + path, timeout=5) as answer:
             assert b"carols-secret-id" not in answer.read(), path
     assert b"carols-secret-id" not in body
+
+
+def test_a_worker_refused_at_first_joins_once_its_key_is_listed(
+    cluster: Cluster, keys: Keys
+) -> None:
+    """The operator's order of steps need not matter: start the worker, then list its key."""
+    start(cluster, keys)
+    listed = keys.dir("workers") / "mallory.key"
+    worker = cluster.worker("mallory", 5, *keys.args("mallory"))
+    wait_until(lambda: "refused this key" in worker.log(), timeout=10, what="the refusal")
+    listed.write_bytes((keys.dir("strangers") / "mallory.key").read_bytes())
+    # Listed within RELOAD_EVERY; the worker's next attempt must then get in.
+    wait_until(connected(cluster, 1), timeout=RELOAD_EVERY + 10, what="mallory connected")
+    ids = submit(cluster, [TaskSpec(id="after-listing", kind="echo", payload=1)])
+    assert [s.result.worker for s in wait_done(cluster, ids) if s.result] == ["mallory"]

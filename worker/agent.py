@@ -240,6 +240,7 @@ class Worker(AgentBase):
     def keep_session(self, now: float) -> None:
         """One step of the session: register, heartbeat, or give up on a silent manager."""
         if self.session == Session.OFFLINE:
+            self.link.retry_refused(now)
             if now - self._last_register >= min(self.interval, 0.25):
                 self.patience.waiting(now)
                 self._register(now)

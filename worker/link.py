@@ -44,6 +44,8 @@ class Link(Protocol):
 
     def new_dealer(self) -> None: ...
 
+    def retry_refused(self, now: float) -> None: ...
+
     def connect_sub(self, endpoint: str) -> None: ...
 
     def renew_sub(self) -> None: ...
@@ -63,6 +65,9 @@ class Link(Protocol):
 
 #: Bytes of the agent id kept in a DEALER identity (libzmq allows 255 in all).
 ROUTE_PREFIX = 200
+#: Seconds between new DEALERs after a refused handshake (a key not listed yet;
+#: managers re-read their key directories every 2 s).
+RETRY_REFUSED = 2.0
 
 
 def route_for(agent_id: str) -> bytes:
@@ -95,6 +100,10 @@ class ManagerLink:
         self._received = 0
         self._watches: dict[str, HandshakeWatch] = {}
         self._refusals = Throttle("handshake failures")
+        #: The DEALER's handshake failed (e.g. its key is not listed yet): libzmq does
+        #: not retry a refused handshake on that socket, so only a new one can get in.
+        self.refused = False
+        self._refused_retry = -float("inf")
         self._interval = HEARTBEAT_INTERVAL
         self._liveness = LIVENESS
 
@@ -105,6 +114,7 @@ class ManagerLink:
     def new_dealer(self) -> None:
         """A fresh DEALER: drops whatever the old connection had queued."""
         assert self._ctx is not None
+        self.refused = False
         if self._dealer is not None:
             self._unwatch("DEALER")
             self._dealer.close(linger=0)
@@ -120,6 +130,12 @@ class ManagerLink:
         self._dealer.setsockopt(zmq.IDENTITY, route_for(self.identity))
         self._dealer.setsockopt(zmq.IMMEDIATE, 1)  # queue only on a live connection
         self._dealer.connect(self.endpoint)
+
+    def retry_refused(self, now: float) -> None:
+        """After a refused handshake, a new DEALER each ``RETRY_REFUSED`` s (now listed?)."""
+        if self.refused and now - self._refused_retry >= RETRY_REFUSED:
+            self._refused_retry = now
+            self.new_dealer()
 
     def connect_sub(self, endpoint: str) -> None:
         """Subscribe to everything at ``endpoint`` (a no-op if already there)."""
@@ -159,6 +175,8 @@ class ManagerLink:
         """Log (rate-limited) why a handshake of ``sock`` with the manager failed."""
 
         def report(why: str) -> None:
+            if which == "DEALER":
+                self.refused = True
             if self._refusals.allow(which):
                 logger.error("{}: {} connection to the manager: {}", self.label, which, why)
 

@@ -187,6 +187,7 @@ class FakeLink:
         self.subs = 0  # SUB sockets made (connects to a new endpoint and renewals)
         self.heartbeat = (0.0, 0)  # what the sockets are told: (interval, liveness)
         self.closed_with: bytes | None = None
+        self.refused = False
         self._inbox: asyncio.Queue[Message] = asyncio.Queue()
 
     def open(self) -> None:
@@ -194,6 +195,11 @@ class FakeLink:
 
     def new_dealer(self) -> None:
         self.dealers += 1
+
+    def retry_refused(self, now: float) -> None:
+        if self.refused:  # a refused handshake: the real link waits RETRY_REFUSED first
+            self.refused = False
+            self.new_dealer()
 
     def connect_sub(self, endpoint: str) -> None:
         if endpoint != self.sub_endpoint:
