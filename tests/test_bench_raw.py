@@ -13,7 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from bench.journal_cost import main as journal_cost
 from taskmesh.bench.raw import dispatch_rate, pubsub_rate, round_trip
 
 pytestmark = pytest.mark.slow
@@ -103,3 +105,18 @@ def test_dispatch_takes_the_worker_count_and_payload_size_it_is_given() -> None:
     assert (result["workers"], result["payload_bytes"]) == (3, 5000)
     assert (result["min_per_worker"], result["max_per_worker"]) == (33, 34)
     assert our_children() == []
+
+
+def test_journal_cost_times_the_journal_and_bare_sqlite_on_a_real_file() -> None:
+    result = CliRunner().invoke(journal_cost, ["--tasks", "1000", "--repeat", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["tasks"] == 1000
+    assert set(out["runs"]) == {"journal", "bare"}
+    for name, runs in out["runs"].items():
+        assert len(runs) == 2
+        assert all(us > 0 for us in runs)
+        assert min(runs) <= out["us_per_task"][name] <= max(runs)
+    refused = CliRunner().invoke(journal_cost, ["--tasks", "10"])
+    assert refused.exit_code == 2
+    assert "1000" in refused.output  # the smallest run it accepts
