@@ -56,20 +56,23 @@ def run(body: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(body())  # type: ignore[arg-type]
 
 
+def welcome(epoch: str = EPOCH, interval: float = 1.0, liveness: int = 3) -> Welcome:
+    """The manager's ``welcome``: instance ``epoch``, timing ``interval`` x ``liveness``."""
+    return Welcome(
+        version=PROTOCOL_VERSION,
+        manager_id="m",
+        manager_name="m",
+        epoch=epoch,
+        pub_endpoint="tcp://127.0.0.1:2",
+        heartbeat_interval=interval,
+        liveness=liveness,
+    )
+
+
 def connect(worker: Worker, clock: FakeClock, epoch: str = EPOCH) -> None:
     """Register, be welcomed, answer the probe: connected to manager instance ``epoch``."""
     worker.keep_session(clock())
-    worker.handle(
-        Welcome(
-            version=PROTOCOL_VERSION,
-            manager_id="m",
-            manager_name="m",
-            epoch=epoch,
-            pub_endpoint="tcp://127.0.0.1:2",
-            heartbeat_interval=1.0,
-            liveness=3,
-        )
-    )
+    worker.handle(welcome(epoch))
     worker.handle_published(Probe(agent_id=worker.id, epoch=epoch))
     assert worker.session == Session.CONNECTED
 
@@ -336,30 +339,8 @@ def test_a_silent_manager_renews_both_sockets_with_its_timing() -> None:
     assert worker.session == Session.OFFLINE
     assert (link.dealers, link.subs) == (1, 2)  # a new DEALER and a fresh SUB
     worker.keep_session(clock())
-    worker.handle(
-        Welcome(
-            version=PROTOCOL_VERSION,
-            manager_id="m",
-            manager_name="m",
-            epoch=EPOCH,
-            pub_endpoint="tcp://127.0.0.1:2",
-            heartbeat_interval=0.5,
-            liveness=4,
-        )
-    )
+    worker.handle(welcome(interval=0.5, liveness=4))
     assert link.heartbeat == (0.5, 4)  # sockets made from now on use the manager's timing
-
-
-def welcome(epoch: str = EPOCH) -> Welcome:
-    return Welcome(
-        version=PROTOCOL_VERSION,
-        manager_id="m",
-        manager_name="m",
-        epoch=epoch,
-        pub_endpoint="tcp://127.0.0.1:2",
-        heartbeat_interval=1.0,
-        liveness=3,
-    )
 
 
 def test_a_probing_worker_renews_its_sub_then_registers_again() -> None:
@@ -408,17 +389,8 @@ def test_the_flush_loop_retries_a_refused_send_soon_not_a_window_later() -> None
     async def body() -> None:
         worker, runner, link, clock = worker_with_fakes(handlers())
         worker.keep_session(clock())
-        worker.handle(
-            Welcome(
-                version=PROTOCOL_VERSION,
-                manager_id="m",
-                manager_name="m",
-                epoch=EPOCH,
-                pub_endpoint="tcp://127.0.0.1:2",
-                heartbeat_interval=20.0,  # a window of a minute: far beyond the wait below
-                liveness=3,
-            )
-        )
+        # A window of a minute: far beyond the wait below.
+        worker.handle(welcome(interval=20.0))
         worker.handle_published(Probe(agent_id=worker.id, epoch=EPOCH))
         loops = [asyncio.ensure_future(c) for c in runner.loops()]
         try:
