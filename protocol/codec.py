@@ -7,6 +7,7 @@ bytes into a message or raises ``ProtocolError`` — never anything else.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -23,13 +24,17 @@ T = TypeVar("T")
 
 _BY_TYPE: dict[str, type[Message]] = {cls.TYPE: cls for cls in MESSAGE_TYPES}
 _SCHEMA = Schema(tagged=False)
+#: One msgpack ``Packer`` per thread, reused: ``packb`` builds a new one per call,
+#: which costs as much as packing a small record.  A failed ``pack`` resets it.
+_PACKERS = threading.local()
 
 
 def plain(value: Any) -> Any:
     """Turn nested dataclasses into maps of their fields, recursively."""
+    known = _ENCODERS.get(type(value))
+    if known is not None:
+        return known(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        if type(value) in _ENCODERS:
-            return _ENCODERS[type(value)](value)
         return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, list | tuple):
         return [plain(v) for v in value]
@@ -46,7 +51,11 @@ def plain(value: Any) -> Any:
 def pack(value: Any) -> bytes:
     """msgpack-encode plain values; anything that is not msgpack-native is an error."""
     try:
-        return msgpack.packb(value, use_bin_type=True, datetime=False)  # type: ignore[no-any-return]
+        packer = _PACKERS.packer
+    except AttributeError:
+        packer = _PACKERS.packer = msgpack.Packer(use_bin_type=True, datetime=False)
+    try:
+        return packer.pack(value)  # type: ignore[no-any-return]
     except (TypeError, ValueError, OverflowError) as exc:
         raise ProtocolError(f"cannot encode: {exc}", "encode") from None
 

@@ -583,3 +583,23 @@ def test_the_compiled_fast_path_accepts_exactly_what_the_schema_accepts() -> Non
         assert fast == slow, data
         agreed += fast is not None
     assert agreed > len(SAMPLES)  # the comparison ran on real messages, valid and not
+
+
+def test_pack_gives_packb_bytes_after_a_failure_and_on_every_thread() -> None:
+    """``pack`` reuses one Packer per thread: a value it refuses must leave nothing behind."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from protocol.codec import pack
+
+    value = {"id": "t1", "n": 2**40, "x": 1.5, "b": b"\x00\xff", "l": [None, True, "é"]}
+    expected = msgpack.packb(value, use_bin_type=True, datetime=False)
+    assert pack(value) == expected
+    for bad in ({"half": [1, 2, object()]}, {"deep": {"set": {1, 2}}}, [1, "two", 2**64]):
+        with pytest.raises(ProtocolError) as info:
+            pack(bad)
+        assert info.value.code == "encode"
+        assert pack(value) == expected  # no bytes of the refused value leak into the next
+    with ThreadPoolExecutor(4) as pool:
+        assert set(pool.map(lambda i: pack({**value, "i": i}), range(200))) == {
+            msgpack.packb({**value, "i": i}, use_bin_type=True, datetime=False) for i in range(200)
+        }
