@@ -164,7 +164,14 @@ def test_agent_started_before_the_admin_connects_when_it_comes_up(cluster: Clust
             silent.close()
         assert cluster.procs[-1].alive()
         late = Recorder(port=port)
-        late.open()
+        for _ in range(100):  # closing releases the port in libzmq's I/O thread, a moment later
+            try:
+                late.open()
+                break
+            except zmq.ZMQError:
+                await asyncio.sleep(0.05)
+        else:
+            late.open()  # still taken after 5 s: fail with the error
         task = asyncio.ensure_future(late.arun_admin(b""))
         try:
             joined = await asyncio.wait_for(late.joined.get(), 10)
