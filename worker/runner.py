@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import traceback
 from collections import deque
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
@@ -26,32 +25,27 @@ from typing import Any
 from loguru import logger
 
 from protocol import (
-    MAX_ITEM_BYTES,
     TRACEBACK_LIMIT,
     Assign,
     ErrorInfo,
     Job,
     Message,
-    ProtocolError,
     ResultAck,
     ResultKey,
-    Results,
     ResultStatus,
-    TaskResult,
     Withdraw,
 )
-from protocol.codec import encoded_size, pack_chunks
+from protocol.codec import pack_chunks
 from protocol.compiled import encoder
-from protocol.schema import check_native
 from runtime.agent import YIELD_EVERY
 from worker.agent import Worker
 from worker.handlers import Handlers
 from worker.hooks import Handler, WorkerHooks
 from worker.isolation import TaskError
+from worker.results import Result, check_output, error_info, results_message
 from worker.task import Retry, TaskContext, TaskFailed
 
 Key = tuple[str, int]
-Result = dict[str, Any]  # a TaskResult as it travels (see ``TaskRunner.result``)
 
 _error = encoder(ErrorInfo)
 SUCCEEDED = ResultStatus.SUCCEEDED.value
@@ -334,7 +328,7 @@ class TaskRunner(WorkerHooks):
         sent = 0
         limit = self.worker.config.max_message_bytes
         self._refused = False
-        for data, count in pack_chunks(outbox, _results_message, limit):
+        for data, count in pack_chunks(outbox, results_message, limit):
             if not self.worker.send_nowait(data):
                 self._refused = True  # the flush loop retries the rest soon
                 self._outbox = outbox[sent:] + self._outbox
@@ -379,36 +373,3 @@ class TaskRunner(WorkerHooks):
         if self._unacked:
             logger.warning("{}: {} result(s) never acknowledged", name, len(self._unacked))
         self.worker.bye_reason = f"stopped; cancelled {len(cancelled)}"
-
-
-def _results_message(batch: list[Result]) -> dict[str, Any]:
-    return {"type": Results.TYPE, "results": batch}
-
-
-def check_output(output: Any) -> None:
-    """An output must be msgpack-native and small enough to travel with others."""
-    kind = type(output)
-    if kind is type(None) or kind is bool or kind is float:
-        return
-    if (kind is str or kind is bytes) and len(output) < 4096:
-        return
-    check_native(output, "output")
-    size = encoded_size(output)
-    if size > MAX_ITEM_BYTES:
-        raise ProtocolError(f"output of {size} bytes is over the {MAX_ITEM_BYTES}-byte limit")
-
-
-def error_info(exc: BaseException) -> ErrorInfo:
-    text = "".join(traceback.format_exception(exc))
-    return ErrorInfo(
-        type=type(exc).__name__[:200],
-        message=str(exc)[:TRACEBACK_LIMIT],
-        traceback=text[-TRACEBACK_LIMIT:],
-    )
-
-
-def as_result(data: Result) -> TaskResult:
-    """A result map as the ``TaskResult`` it encodes (for tests and tools)."""
-    return TaskResult(
-        **{**data, "error": ErrorInfo(**data["error"]) if data["error"] is not None else None}
-    )
