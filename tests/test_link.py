@@ -11,10 +11,11 @@ import zmq.asyncio
 from click.testing import CliRunner
 
 from protocol import MAX_MESSAGE_BYTES, Heartbeat, Message, TaskSpec, encode
+from runtime.keys import CurveClient, generate, load_public, load_secret
 from taskmesh.cli import main
 from worker import TaskContext
 from worker.handlers import HandlerError, load_handlers
-from worker.link import ManagerLink
+from worker.link import RETRY_REFUSED, ManagerLink
 
 
 def test_a_cancellation_arriving_with_a_socket_replacement_is_not_swallowed(
@@ -107,3 +108,48 @@ def test_a_missing_handler_module_is_a_clear_error(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "cannot load handlers" in result.output
     assert "no_such_module" in result.output
+
+
+def test_a_refused_handshake_gets_a_new_dealer_every_retry_refused_seconds(
+    tmp_path: Path,
+) -> None:
+    """A plain (non-CURVE) ROUTER refuses a CURVE worker's handshake: the link notices, and
+    replaces its DEALER at most once per ``RETRY_REFUSED`` (times given, not waited)."""
+
+    async def body() -> None:
+        ctx = zmq.asyncio.Context()
+        router = ctx.socket(zmq.ROUTER)
+        router.setsockopt(zmq.LINGER, 0)
+        port = router.bind_to_random_port("tcp://127.0.0.1")
+        generate("w", tmp_path)
+        generate("m", tmp_path)
+        keys, server = load_secret(tmp_path / "w.key_secret"), load_public(tmp_path / "m.key")
+        curve = CurveClient(keys=keys, server=server)
+        link = ManagerLink("w-1", "127.0.0.1", port, MAX_MESSAGE_BYTES, "w", curve)
+        link.open()
+        try:
+            for _ in range(100):  # the handshake fails within milliseconds; bounded at 5 s
+                if link.refused:
+                    break
+                link.send_nowait(encode(Heartbeat(epoch="e", time=1, running=0)))
+                await asyncio.sleep(0.05)
+            assert link.refused
+            first = link._dealer
+            link.retry_refused(100.0)  # the first retry comes at once
+            assert link._dealer is not first
+            assert not link.refused
+            link.refused = True  # refused again
+            second = link._dealer
+            link.retry_refused(100.0 + RETRY_REFUSED / 2)
+            assert link._dealer is second  # too soon: the same socket
+            link.retry_refused(100.0 + RETRY_REFUSED)
+            third = link._dealer
+            assert third is not second
+            link.retry_refused(200.0)
+            assert link._dealer is third  # not refused since: kept
+        finally:
+            link.close()
+            router.close()
+            ctx.term()
+
+    asyncio.run(body())
